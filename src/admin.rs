@@ -1,0 +1,47 @@
+//! The admin listener: `/healthz` (the process is alive) and `/readyz` (it serves traffic). It
+//! is a separate listener, so nothing here is ever reachable through a route.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::{full_body, Body};
+
+/// Shared readiness: true once every listener is bound, false again when shutdown begins so
+/// load balancers stop sending new work.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// Marks the gateway ready or not.
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the gateway is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Answers one admin request.
+pub fn handle<B>(request: &Request<B>, readiness: &Arc<Readiness>) -> Response<Body> {
+    let (status, body) = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, r#"{"status":"ok"}"#),
+        (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => {
+            (StatusCode::OK, r#"{"status":"ready"}"#)
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+        }
+        _ => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+    };
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,731 @@
+//! gateway.toml → a validated, typed [`Config`].
+//!
+//! Loading runs in three steps: `${VAR}` interpolation happens per string value (so a secret
+//! holding TOML syntax cannot change the file's structure), serde reads the raw types in
+//! [`raw`] (unknown keys are errors), and [`Validator`] turns them into typed settings: it parses
+//! durations, sizes and addresses, reads the certificate files, resolves route → upstream
+//! references and checks names are unique. It collects every problem rather than stopping at the
+//! first, each as `file:line:col: message`.
+
+mod location;
+mod raw;
+pub mod units;
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::uri::{Authority, Scheme};
+use http::{Method, Uri};
+use ipnet::IpNet;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+pub use location::{line_and_column, ConfigErrors, Diagnostic};
+use raw::{RawConfig, Text};
+
+/// The upstream name routes use for the built-in echo responder.
+pub const BUILTIN_ECHO: &str = "builtin:echo";
+
+/// A complete, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from (paths inside it are resolved against its directory).
+    pub file: PathBuf,
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[admin] listen`, when the admin listener is enabled.
+    pub admin: Option<SocketAddr>,
+    /// `[[tls.certificates]]`, loaded; the first is the default for unknown SNI names.
+    pub certificates: Vec<Certificate>,
+    /// `[identity]`.
+    pub identity: IdentitySettings,
+    /// Every upstream by name: the `[upstreams.NAME]` tables, plus one per URL a route names.
+    pub upstreams: BTreeMap<String, UpstreamSettings>,
+    /// `[[routes]]`, in file order.
+    pub routes: Vec<RouteSettings>,
+}
+
+/// `[server]`: listeners and the limits that protect them.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Plain HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// TLS listener.
+    pub https: Option<SocketAddr>,
+    /// A client must send a request's complete head within this time.
+    pub header_timeout: Duration,
+    /// A TLS handshake must complete within this time.
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight and no bytes moving is closed after this.
+    pub idle_timeout: Duration,
+    /// Largest request body forwarded; larger ones get 413.
+    pub max_body: u64,
+    /// Largest request head accepted; larger ones get 431.
+    pub max_header_size: usize,
+    /// Connections served at once across all listeners; further ones wait in the backlog.
+    pub max_connections: usize,
+    /// How long in-flight requests may run after a shutdown signal.
+    pub shutdown_grace: Duration,
+    /// Runtime worker threads; 0 = one per available core.
+    pub workers: usize,
+    /// Peers whose X-Forwarded-* / Forwarded / X-Request-Id headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A TLS certificate chain with its key, ready for rustls.
+#[derive(Debug, Clone)]
+pub struct Certificate {
+    /// The certificate file, for messages.
+    pub file: PathBuf,
+    /// DNS names from the certificate's subject alternative names, lowercase; may hold
+    /// wildcards such as `*.example.com`.
+    pub names: Vec<String>,
+    /// Chain and signing key.
+    pub key: Arc<CertifiedKey>,
+}
+
+/// `[identity]`: what the upstream learns about the caller, and which incoming headers are
+/// removed so that a client can never pose as someone else.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// Header carrying the caller's subject.
+    pub subject: HeaderName,
+    /// Header carrying how the caller authenticated.
+    pub method: HeaderName,
+    /// Header carrying the token issuer.
+    pub issuer: HeaderName,
+    /// Header carrying the granted scopes.
+    pub scopes: HeaderName,
+    /// Header carrying the API key id.
+    pub key_id: HeaderName,
+    /// Claim name → header.
+    pub claims: Vec<(String, HeaderName)>,
+    /// Incoming headers starting with these (lowercase, `_` read as `-`) are removed.
+    pub strip_prefixes: Vec<String>,
+    /// Whether `Authorization` and the API key header reach the upstream.
+    pub forward_credentials: bool,
+}
+
+impl IdentitySettings {
+    /// Every header name the gateway itself sets to describe the caller.
+    pub fn injected_headers(&self) -> impl Iterator<Item = &HeaderName> {
+        [
+            &self.subject,
+            &self.method,
+            &self.issuer,
+            &self.scopes,
+            &self.key_id,
+        ]
+        .into_iter()
+        .chain(self.claims.iter().map(|(_, header)| header))
+    }
+}
+
+/// One upstream: where requests go and how long they may take.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// The name routes use.
+    pub name: String,
+    /// Targets, tried in round robin.
+    pub targets: Vec<Target>,
+    /// Time allowed to open a connection to a target.
+    pub connect_timeout: Duration,
+    /// Time allowed for the upstream to answer with a response head.
+    pub timeout: Duration,
+    /// A target that refused a connection is skipped for this long.
+    pub eject_for: Duration,
+    /// Send the client's Host to the upstream (true) or the target's own authority (false).
+    pub preserve_host: bool,
+    /// Extra trust anchors for https targets, beyond the system's.
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+/// One upstream target: `http://host:port` or `https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port.
+    pub authority: Authority,
+}
+
+/// Which hosts a route serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// Exactly this host (lowercase, no port).
+    Exact(String),
+    /// Any host ending in this suffix, which starts with a dot: `*.example.com` → `.example.com`.
+    Wildcard(String),
+}
+
+/// Where a route sends its requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// An entry of [`Config::upstreams`].
+    Upstream(String),
+    /// The built-in echo responder.
+    Echo,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// Unique id; the `route` label in metrics and logs.
+    pub id: String,
+    /// Host restriction, if any.
+    pub host: Option<HostPattern>,
+    /// Path prefix, matched on segment boundaries; `/` matches everything. Never ends in `/`
+    /// except for the root itself.
+    pub path: String,
+    /// Allowed methods; `None` = any.
+    pub methods: Option<Vec<Method>>,
+    /// Where requests go.
+    pub target: RouteTarget,
+    /// No credentials needed.
+    pub public: bool,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![Diagnostic::whole_file(
+                path,
+                format!("cannot read the config file: {e}"),
+            )])
+        })?;
+        Config::parse(&source, path)
+    }
+
+    /// Validates `source` as if it had been read from `file` (relative paths in it are resolved
+    /// against `file`'s directory).
+    pub fn parse(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            ConfigErrors(vec![Diagnostic::at(file, source, span, message)])
+        })?;
+        let mut validator = Validator {
+            file,
+            source,
+            base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            errors: Vec::new(),
+        };
+        let config = validator.config(raw);
+        if validator.errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(validator.errors))
+        }
+    }
+}
+
+/// Turns raw values into typed ones, recording a [`Diagnostic`] for each problem and carrying on
+/// with a placeholder so that one run reports everything.
+struct Validator<'a> {
+    file: &'a Path,
+    source: &'a str,
+    base_dir: PathBuf,
+    errors: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: std::ops::Range<usize>, message: impl Into<String>) {
+        self.errors
+            .push(Diagnostic::at(self.file, self.source, span, message));
+    }
+
+    /// The string with `${VAR}` references replaced.
+    fn text(&mut self, text: &Text) -> Option<String> {
+        match units::interpolate(text.get_ref(), |name| std::env::var(name).ok()) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                self.error(text.span(), message);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, text: Option<&Text>, default: Duration) -> Duration {
+        let Some(text) = text else { return default };
+        let Some(value) = self.text(text) else {
+            return default;
+        };
+        units::parse_duration(&value).unwrap_or_else(|message| {
+            self.error(text.span(), message);
+            default
+        })
+    }
+
+    fn size(&mut self, text: Option<&Text>, default: u64) -> u64 {
+        let Some(text) = text else { return default };
+        let Some(value) = self.text(text) else {
+            return default;
+        };
+        units::parse_size(&value).unwrap_or_else(|message| {
+            self.error(text.span(), message);
+            default
+        })
+    }
+
+    fn address(&mut self, text: &Text) -> Option<SocketAddr> {
+        let value = self.text(text)?;
+        match value.parse() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.error(
+                    text.span(),
+                    format!(
+                        "`{value}` is not an address: write it as IP:PORT, e.g. 127.0.0.1:8080"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A path from the file, resolved against the config file's directory.
+    fn path(&mut self, text: &Text) -> Option<PathBuf> {
+        let value = self.text(text)?;
+        Some(self.base_dir.join(value))
+    }
+
+    fn header_name(&mut self, text: Option<&Text>, default: &'static str) -> HeaderName {
+        let Some(text) = text else {
+            return HeaderName::from_static(default);
+        };
+        let value = self.text(text).unwrap_or_default();
+        HeaderName::from_bytes(value.as_bytes()).unwrap_or_else(|_| {
+            self.error(text.span(), format!("`{value}` is not a valid header name"));
+            HeaderName::from_static(default)
+        })
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let server = self.server(&raw.server);
+        let admin = raw.admin.as_ref().and_then(|a| self.address(&a.listen));
+        let certificates = raw
+            .tls
+            .certificates
+            .iter()
+            .filter_map(|c| self.certificate(c.get_ref()))
+            .collect::<Vec<_>>();
+        if server.https.is_some() && raw.tls.certificates.is_empty() {
+            let span = raw.server.https.as_ref().map_or(0..0, |t| t.span());
+            self.error(
+                span,
+                "`https` needs at least one [[tls.certificates]] entry",
+            );
+        }
+        let identity = self.identity(&raw.identity);
+        let mut upstreams = BTreeMap::new();
+        for (name, upstream) in &raw.upstreams {
+            if let Some(settings) = self.upstream(name, upstream) {
+                upstreams.insert(name.clone(), settings);
+            }
+        }
+        let routes = self.routes(&raw.routes, &mut upstreams);
+        if server.http.is_none() && server.https.is_none() {
+            self.error(0..0, "no listener: set `http` or `https` in [server]");
+        }
+        Config {
+            file: self.file.to_path_buf(),
+            server,
+            admin,
+            certificates,
+            identity,
+            upstreams,
+            routes,
+        }
+    }
+
+    fn server(&mut self, raw: &raw::RawServer) -> ServerSettings {
+        let max_header_size = self.size(raw.max_header_size.as_ref(), 64 * 1024);
+        if max_header_size < 8192 {
+            let span = raw.max_header_size.as_ref().map_or(0..0, |t| t.span());
+            self.error(span, "`max_header_size` must be at least 8KiB");
+        }
+        let trusted_proxies = raw
+            .trusted_proxies
+            .iter()
+            .filter_map(|text| {
+                let value = self.text(text)?;
+                let parsed = value
+                    .parse::<IpNet>()
+                    .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from));
+                parsed
+                    .map_err(|_| {
+                        self.error(
+                            text.span(),
+                            format!("`{value}` is not a CIDR range or IP address"),
+                        )
+                    })
+                    .ok()
+            })
+            .collect();
+        ServerSettings {
+            http: raw.http.as_ref().and_then(|t| self.address(t)),
+            https: raw.https.as_ref().and_then(|t| self.address(t)),
+            header_timeout: self.duration(raw.header_timeout.as_ref(), Duration::from_secs(10)),
+            handshake_timeout: self
+                .duration(raw.handshake_timeout.as_ref(), Duration::from_secs(10)),
+            idle_timeout: self.duration(raw.idle_timeout.as_ref(), Duration::from_secs(60)),
+            max_body: self.size(raw.max_body.as_ref(), 10 * 1024 * 1024),
+            max_header_size: usize::try_from(max_header_size.max(8192)).unwrap_or(usize::MAX),
+            max_connections: self.positive(raw.max_connections.as_ref(), 10_000, "max_connections"),
+            shutdown_grace: self.duration(raw.shutdown_grace.as_ref(), Duration::from_secs(30)),
+            workers: match &raw.workers {
+                Some(w) if *w.get_ref() < 0 => {
+                    self.error(w.span(), "`workers` cannot be negative");
+                    0
+                }
+                Some(w) => usize::try_from(*w.get_ref()).unwrap_or(0),
+                None => 0,
+            },
+            trusted_proxies,
+        }
+    }
+
+    fn positive(&mut self, value: Option<&toml::Spanned<i64>>, default: usize, key: &str) -> usize {
+        match value {
+            None => default,
+            Some(v) => match usize::try_from(*v.get_ref()) {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    self.error(v.span(), format!("`{key}` must be a positive number"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn certificate(&mut self, raw: &raw::RawCertificate) -> Option<Certificate> {
+        let cert_path = self.path(&raw.cert)?;
+        let key_path = self.path(&raw.key)?;
+        let chain = match CertificateDer::pem_file_iter(&cert_path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        {
+            Ok(chain) if !chain.is_empty() => chain,
+            Ok(_) => {
+                self.error(
+                    raw.cert.span(),
+                    format!("{} holds no certificate", cert_path.display()),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.error(
+                    raw.cert.span(),
+                    format!("cannot read certificate {}: {e}", cert_path.display()),
+                );
+                return None;
+            }
+        };
+        let key = match PrivateKeyDer::from_pem_file(&key_path) {
+            Ok(key) => key,
+            Err(e) => {
+                self.error(
+                    raw.key.span(),
+                    format!("cannot read private key {}: {e}", key_path.display()),
+                );
+                return None;
+            }
+        };
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        let key = match CertifiedKey::from_der(chain, key, &provider) {
+            Ok(key) => key,
+            Err(e) => {
+                self.error(
+                    raw.key.span(),
+                    format!(
+                        "{} does not fit {}: {e}",
+                        key_path.display(),
+                        cert_path.display()
+                    ),
+                );
+                return None;
+            }
+        };
+        let names = match key.end_entity_cert().map(webpki::EndEntityCert::try_from) {
+            Ok(Ok(cert)) => cert
+                .valid_dns_names()
+                .map(str::to_ascii_lowercase)
+                .collect(),
+            _ => {
+                self.error(
+                    raw.cert.span(),
+                    format!("{} is not a valid X.509 certificate", cert_path.display()),
+                );
+                return None;
+            }
+        };
+        Some(Certificate {
+            file: cert_path,
+            names,
+            key: Arc::new(key),
+        })
+    }
+
+    fn identity(&mut self, raw: &raw::RawIdentity) -> IdentitySettings {
+        let claims = raw
+            .claims
+            .iter()
+            .map(|(claim, header)| {
+                (
+                    claim.clone(),
+                    self.header_name(Some(header), "x-auth-claim"),
+                )
+            })
+            .collect();
+        let strip_prefixes = match &raw.strip {
+            None => vec!["x-auth-".to_string()],
+            Some(prefixes) => prefixes
+                .iter()
+                .filter_map(|p| {
+                    let value = self.text(p)?;
+                    if value.is_empty() {
+                        self.error(
+                            p.span(),
+                            "an empty `strip` prefix would remove every header",
+                        );
+                        return None;
+                    }
+                    Some(crate::identity::normalize_header_name(&value))
+                })
+                .collect(),
+        };
+        IdentitySettings {
+            subject: self.header_name(raw.subject.as_ref(), "x-auth-subject"),
+            method: self.header_name(raw.method.as_ref(), "x-auth-method"),
+            issuer: self.header_name(raw.issuer.as_ref(), "x-auth-issuer"),
+            scopes: self.header_name(raw.scopes.as_ref(), "x-auth-scopes"),
+            key_id: self.header_name(raw.key_id.as_ref(), "x-auth-key-id"),
+            claims,
+            strip_prefixes,
+            forward_credentials: raw.forward_credentials.unwrap_or(false),
+        }
+    }
+
+    fn upstream(
+        &mut self,
+        name: &str,
+        raw: &toml::Spanned<raw::RawUpstream>,
+    ) -> Option<UpstreamSettings> {
+        let upstream = raw.get_ref();
+        if upstream.targets.is_empty() {
+            self.error(raw.span(), format!("upstream `{name}` has no targets"));
+            return None;
+        }
+        let targets: Vec<Target> = upstream
+            .targets
+            .iter()
+            .filter_map(|t| self.target(t))
+            .collect();
+        let ca = match &upstream.ca {
+            None => Vec::new(),
+            Some(text) => {
+                let path = self.path(text)?;
+                match CertificateDer::pem_file_iter(&path)
+                    .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+                {
+                    Ok(certs) if !certs.is_empty() => certs,
+                    Ok(_) => {
+                        self.error(
+                            text.span(),
+                            format!("{} holds no certificate", path.display()),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        self.error(
+                            text.span(),
+                            format!("cannot read CA file {}: {e}", path.display()),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        (targets.len() == upstream.targets.len()).then(|| UpstreamSettings {
+            name: name.to_string(),
+            targets,
+            connect_timeout: self
+                .duration(upstream.connect_timeout.as_ref(), Duration::from_secs(2)),
+            timeout: self.duration(upstream.timeout.as_ref(), Duration::from_secs(30)),
+            eject_for: self.duration(upstream.eject_for.as_ref(), Duration::from_secs(10)),
+            preserve_host: upstream.preserve_host.unwrap_or(true),
+            ca,
+        })
+    }
+
+    fn target(&mut self, text: &Text) -> Option<Target> {
+        let value = self.text(text)?;
+        match parse_target(&value) {
+            Ok(target) => Some(target),
+            Err(message) => {
+                self.error(text.span(), message);
+                None
+            }
+        }
+    }
+
+    fn routes(
+        &mut self,
+        raw: &[toml::Spanned<raw::RawRoute>],
+        upstreams: &mut BTreeMap<String, UpstreamSettings>,
+    ) -> Vec<RouteSettings> {
+        let mut seen_ids = HashSet::new();
+        let mut routes = Vec::new();
+        for spanned in raw {
+            let route = spanned.get_ref();
+            let Some(id) = self.text(&route.id) else {
+                continue;
+            };
+            if !seen_ids.insert(id.clone()) {
+                self.error(route.id.span(), format!("route id `{id}` is used twice"));
+            }
+            let host = route.host.as_ref().and_then(|h| self.host_pattern(h));
+            let path = match &route.path {
+                None => "/".to_string(),
+                Some(text) => self.route_path(text).unwrap_or_else(|| "/".into()),
+            };
+            let methods = route.methods.as_ref().map(|methods| {
+                methods
+                    .iter()
+                    .filter_map(|m| {
+                        let value = self.text(m)?.to_ascii_uppercase();
+                        Method::from_bytes(value.as_bytes())
+                            .map_err(|_| {
+                                self.error(m.span(), format!("`{value}` is not an HTTP method"))
+                            })
+                            .ok()
+                    })
+                    .collect()
+            });
+            let target = self.route_target(&route.upstream, upstreams);
+            let public = route.public.unwrap_or(false);
+            if !public {
+                // No credential source exists in this configuration format yet, so a route that
+                // requires credentials could never let a request through.
+                self.error(
+                    spanned.span(),
+                    format!("route `{id}` requires credentials, but no credential source (issuer or API keys) is configured; set `public = true` to serve it without authentication"),
+                );
+            }
+            if let Some(target) = target {
+                routes.push(RouteSettings {
+                    id,
+                    host,
+                    path,
+                    methods,
+                    target,
+                    public,
+                });
+            }
+        }
+        routes
+    }
+
+    fn host_pattern(&mut self, text: &Text) -> Option<HostPattern> {
+        let value = self.text(text)?.to_ascii_lowercase();
+        let (pattern, name) = match value.strip_prefix("*.") {
+            Some(rest) => (HostPattern::Wildcard(format!(".{rest}")), rest),
+            None => (HostPattern::Exact(value.clone()), value.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if valid {
+            Some(pattern)
+        } else {
+            self.error(
+                text.span(),
+                format!("`{value}` is not a host name (wildcards are written `*.example.com`)"),
+            );
+            None
+        }
+    }
+
+    fn route_path(&mut self, text: &Text) -> Option<String> {
+        let value = self.text(text)?;
+        if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
+            self.error(
+                text.span(),
+                format!("route path `{value}` must start with `/` and hold no query"),
+            );
+            return None;
+        }
+        let trimmed = value.trim_end_matches('/');
+        Some(if trimmed.is_empty() {
+            "/".into()
+        } else {
+            trimmed.into()
+        })
+    }
+
+    fn route_target(
+        &mut self,
+        text: &Text,
+        upstreams: &mut BTreeMap<String, UpstreamSettings>,
+    ) -> Option<RouteTarget> {
+        let value = self.text(text)?;
+        if value == BUILTIN_ECHO {
+            return Some(RouteTarget::Echo);
+        }
+        if upstreams.contains_key(&value) {
+            return Some(RouteTarget::Upstream(value));
+        }
+        if value.contains("://") {
+            let target = self.target(text)?;
+            upstreams
+                .entry(value.clone())
+                .or_insert_with(|| UpstreamSettings {
+                    name: value.clone(),
+                    targets: vec![target],
+                    connect_timeout: Duration::from_secs(2),
+                    timeout: Duration::from_secs(30),
+                    eject_for: Duration::from_secs(10),
+                    preserve_host: true,
+                    ca: Vec::new(),
+                });
+            return Some(RouteTarget::Upstream(value));
+        }
+        self.error(
+            text.span(),
+            format!("upstream `{value}` is not defined: name an [upstreams.NAME], a URL, or \"{BUILTIN_ECHO}\""),
+        );
+        None
+    }
+}
+
+/// Parses `http://host:port` or `https://host:port` (a trailing `/` is allowed, nothing more).
+pub fn parse_target(value: &str) -> Result<Target, String> {
+    let uri: Uri = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a URL"))?;
+    let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+        return Err(format!(
+            "`{value}`: upstream targets use http:// or https://"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("`{value}` has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{value}`: a target is scheme://host:port, without a path"
+        ));
+    }
+    Ok(Target { scheme, authority })
+}

@@ -1,0 +1,107 @@
+//! The serde mirror of gateway.toml, exactly as users write it. Unknown keys are errors, and
+//! every value that validation may reject keeps its span so the error can name file:line:col.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A string value with the place it was written.
+pub type Text = Spanned<String>;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub http: Option<Text>,
+    pub https: Option<Text>,
+    pub header_timeout: Option<Text>,
+    pub handshake_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub max_body: Option<Text>,
+    pub max_header_size: Option<Text>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub shutdown_grace: Option<Text>,
+    pub workers: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Text>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Text,
+}
+
+/// `[tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    #[serde(default)]
+    pub certificates: Vec<Spanned<RawCertificate>>,
+}
+
+/// One `[[tls.certificates]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert: Text,
+    pub key: Text,
+}
+
+/// `[identity]`: the header names the upstream receives and the prefixes stripped from clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub subject: Option<Text>,
+    pub method: Option<Text>,
+    pub issuer: Option<Text>,
+    pub scopes: Option<Text>,
+    pub key_id: Option<Text>,
+    #[serde(default)]
+    pub claims: BTreeMap<String, Text>,
+    pub strip: Option<Vec<Text>>,
+    pub forward_credentials: Option<bool>,
+}
+
+/// One `[upstreams.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub targets: Vec<Text>,
+    pub connect_timeout: Option<Text>,
+    pub timeout: Option<Text>,
+    pub eject_for: Option<Text>,
+    pub preserve_host: Option<bool>,
+    pub ca: Option<Text>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub id: Text,
+    pub host: Option<Text>,
+    pub path: Option<Text>,
+    pub methods: Option<Vec<Text>>,
+    pub upstream: Text,
+    pub public: Option<bool>,
+}

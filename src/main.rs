@@ -1,0 +1,158 @@
+//! The `authgate` command: `run` (the default) serves gateway.toml, `check` validates it.
+//! Installs the process-wide crypto provider (aws-lc-rs) before anything touches TLS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use authgate::config::Config;
+use authgate::server::RunningGateway;
+use clap::{Args, Parser, Subcommand};
+
+/// A reverse-proxy authentication gateway.
+#[derive(Parser)]
+#[command(name = "authgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic with the given configuration (the default command).
+    Run(ConfigArg),
+    /// Validate the configuration as a start would, without serving; exit 1 on any error.
+    Check(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The configuration file.
+    #[arg(long, env = "AUTHGATE_CONFIG", default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or_else(|| {
+        Command::Run(ConfigArg {
+            config: std::env::var_os("AUTHGATE_CONFIG")
+                .map_or_else(|| "gateway.toml".into(), PathBuf::from),
+        })
+    });
+    // One crypto provider for everything; a second install can only fail if one exists already.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    match command {
+        Command::Check(args) => check(&args.config),
+        Command::Run(args) => run(&args.config),
+    }
+}
+
+fn load(path: &std::path::Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(errors) => {
+            for diagnostic in &errors.0 {
+                eprintln!("{diagnostic}");
+            }
+            None
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Some(config) => {
+            println!(
+                "{}: ok ({} routes, {} upstreams)",
+                path.display(),
+                config.routes.len(),
+                config.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let Some(config) = load(path) else {
+        return ExitCode::FAILURE;
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.server.workers > 0 {
+        runtime.worker_threads(config.server.workers);
+    }
+    let runtime = match runtime.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(path.to_path_buf(), config))
+}
+
+async fn serve(path: PathBuf, config: Config) -> ExitCode {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let gateway = match RunningGateway::start(config).await {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return ExitCode::FAILURE;
+    };
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => reload(&gateway, &path),
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+    // A second signal during the drain means "now".
+    let drained = tokio::select! {
+        drained = gateway.shutdown() => drained,
+        _ = terminate.recv() => false,
+        _ = interrupt.recv() => false,
+    };
+    if drained {
+        tracing::info!("all requests finished; exiting");
+    } else {
+        tracing::warn!("shutdown grace period over; closed the remaining connections");
+    }
+    ExitCode::SUCCESS
+}
+
+/// SIGHUP: reload the config file; a bad one keeps the running snapshot.
+fn reload(gateway: &RunningGateway, path: &std::path::Path) {
+    match Config::load(path) {
+        Ok(config) => match gateway.reload(config) {
+            Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+            Err(reason) => {
+                tracing::error!(%reason, "reload refused; keeping the running configuration")
+            }
+        },
+        Err(errors) => {
+            for diagnostic in &errors.0 {
+                tracing::error!(%diagnostic, "reload failed; keeping the running configuration");
+            }
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Header rewriting between client and upstream.
+//!
+//! - Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message: they are
+//!   removed in both directions, together with every header the `Connection` header names.
+//! - `X-Forwarded-For/-Proto/-Host` and `Forwarded` (RFC 7239) tell the upstream about the
+//!   original client. A client could write anything there, so values already present are kept
+//!   (and appended to) only when the peer is one of `trusted_proxies`; otherwise they are
+//!   replaced by what the gateway saw itself.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, FORWARDED, UPGRADE};
+use ipnet::IpNet;
+
+/// Headers that only concern one hop, whatever `Connection` says.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Removes hop-by-hop headers and the ones `Connection` lists. When `keep_upgrade` is true (a
+/// protocol upgrade is being passed through), `Upgrade` survives and `Connection: upgrade` is
+/// put back, since the next hop needs both to take part in the upgrade.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !(keep_upgrade && name == UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(UPGRADE);
+    }
+}
+
+/// Whether `peer` may speak for the client in forwarding headers.
+pub fn is_trusted(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
+    let peer = canonical(peer);
+    trusted_proxies.iter().any(|net| net.contains(&peer))
+}
+
+/// What the gateway knows about the hop it received a request on.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The peer's address.
+    pub client: IpAddr,
+    /// Whether the peer is a trusted proxy.
+    pub trusted: bool,
+    /// `http` or `https`: how the request reached the gateway.
+    pub proto: &'static str,
+    /// The host the client asked for, if any.
+    pub host: Option<&'a str>,
+}
+
+/// Sets `X-Forwarded-For/-Proto/-Host` and `Forwarded` for the upstream.
+pub fn set_forwarding(headers: &mut HeaderMap, hop: Hop<'_>) {
+    let client = canonical(hop.client);
+    let client_text = client.to_string();
+    append_or_replace(headers, &X_FORWARDED_FOR, &client_text, hop.trusted);
+    if !(hop.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
+    }
+    if let Some(host) = hop.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
+        }
+    }
+    let node = match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut element = format!("for={node};proto={}", hop.proto);
+    if let Some(host) = hop.host.filter(|h| {
+        h.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    append_or_replace(headers, &FORWARDED, &element, hop.trusted);
+}
+
+/// Appends `value` as a new list element after what a trusted peer sent, or replaces whatever an
+/// untrusted one sent.
+fn append_or_replace(headers: &mut HeaderMap, name: &HeaderName, value: &str, trusted: bool) {
+    let combined = if trusted {
+        let previous: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if previous.is_empty() {
+            value.to_string()
+        } else {
+            format!("{}, {value}", previous.join(", "))
+        }
+    } else {
+        value.to_string()
+    };
+    if let Ok(value) = HeaderValue::from_str(&combined) {
+        headers.insert(name.clone(), value);
+    }
+}
+
+/// An IPv4 peer reached over an IPv6 socket (`::ffff:10.0.0.1`) is treated as the IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_named_headers_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, X-Secret"),
+            ("connection", "x-other"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic abc"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("x-kept", "3"),
+        ]);
+        remove_hop_by_hop(&mut map, false);
+        let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn upgrades_keep_upgrade_and_connection_upgrade() {
+        let mut map = headers(&[
+            ("connection", "Upgrade, x-secret"),
+            ("upgrade", "websocket"),
+            ("x-secret", "1"),
+        ]);
+        remove_hop_by_hop(&mut map, true);
+        assert_eq!(map["upgrade"], "websocket");
+        assert_eq!(map["connection"], "upgrade");
+        assert!(!map.contains_key("x-secret"));
+    }
+
+    fn hop(trusted: bool) -> Hop<'static> {
+        Hop {
+            client: "192.0.2.7".parse().unwrap(),
+            trusted,
+            proto: "https",
+            host: Some("api.example.com"),
+        }
+    }
+
+    #[test]
+    fn untrusted_forwarding_headers_are_replaced() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=1.2.3.4"),
+        ]);
+        set_forwarding(&mut map, hop(false));
+        assert_eq!(map["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "https");
+        assert_eq!(map["x-forwarded-host"], "api.example.com");
+        assert_eq!(
+            map["forwarded"],
+            "for=192.0.2.7;proto=https;host=\"api.example.com\""
+        );
+    }
+
+    #[test]
+    fn trusted_forwarding_headers_are_extended() {
+        let mut map = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "5.6.7.8"),
+            ("x-forwarded-proto", "http"),
+        ]);
+        set_forwarding(&mut map, hop(true));
+        assert_eq!(map["x-forwarded-for"], "1.2.3.4, 5.6.7.8, 192.0.2.7");
+        assert_eq!(map["x-forwarded-proto"], "http");
+    }
+
+    #[test]
+    fn ipv6_clients_are_quoted_in_forwarded() {
+        let mut map = HeaderMap::new();
+        set_forwarding(
+            &mut map,
+            Hop {
+                client: "2001:db8::1".parse().unwrap(),
+                trusted: false,
+                proto: "http",
+                host: None,
+            },
+        );
+        assert_eq!(map["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+
+    #[test]
+    fn trust_is_by_cidr_and_sees_through_mapped_ipv4() {
+        let nets: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
+        assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
+        assert!(!is_trusted("11.1.2.3".parse().unwrap(), &nets));
+    }
+}

@@ -1,0 +1,214 @@
+//! The request handler: everything between "a request arrived" and "a response leaves".
+//!
+//! [`handle`] runs each request against one [`Snapshot`] in named steps; each step's comment
+//! says why it sits where it does. Failures are [`GatewayError`]s, turned into responses in one
+//! place ([`GatewayError::into_response`]).
+
+pub mod echo;
+pub mod headers;
+pub mod routes;
+pub mod upgrade;
+pub mod upstream;
+
+use std::net::SocketAddr;
+
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::config::RouteTarget;
+use crate::error::{Fault, GatewayError};
+use crate::runtime::Snapshot;
+use crate::Body;
+
+/// `X-Request-Id`.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the server knows about the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Handles one request against `snapshot`. Never fails: errors become their responses, and
+/// every response carries `X-Request-Id`.
+pub async fn handle(
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
+    let trusted = headers::is_trusted(conn.peer.ip(), &snapshot.config.server.trusted_proxies);
+    // The id is fixed first so that the upstream, the response and any error all carry it.
+    let request_id = request_id(request.headers().get(&X_REQUEST_ID), trusted);
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = match forward(snapshot, request, conn, trusted, &request_id).await {
+        Ok(response) => response,
+        Err(error) => {
+            match error.fault() {
+                Fault::Client => tracing::debug!(%method, %path, %error, "request refused"),
+                Fault::Upstream | Fault::Gateway => {
+                    tracing::warn!(%method, %path, %error, "request failed")
+                }
+            }
+            error.into_response(request_id.to_str().unwrap_or_default())
+        }
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID.clone(), request_id);
+    response
+}
+
+async fn forward(
+    snapshot: &Snapshot,
+    mut request: Request<Incoming>,
+    conn: ConnInfo,
+    trusted: bool,
+    request_id: &HeaderValue,
+) -> Result<Response<Body>, GatewayError> {
+    // Dot segments are resolved before routing, so `/public/../admin` can never be matched
+    // against `/public` and then be read as `/admin` by the upstream.
+    let normalized = routes::normalize_path(request.uri().path()).ok_or(
+        GatewayError::BadRequest("the request path must start with `/`"),
+    )?;
+    if normalized != request.uri().path() {
+        let rewritten = rewrite_path(request.uri(), &normalized)?;
+        *request.uri_mut() = rewritten;
+    }
+
+    // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or
+    // the Host header (HTTP/1.1).
+    let authority = request
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            request
+                .headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
+    let host = authority.as_deref().map(routes::routing_host);
+    let route = snapshot
+        .routes
+        .find(
+            host.as_deref().unwrap_or(""),
+            request.uri().path(),
+            request.method(),
+        )
+        .ok_or(GatewayError::NoRoute)?;
+
+    // Identity headers come out before anything reads the request, on every route, public too.
+    snapshot.identity.strip(request.headers_mut());
+
+    // A declared length over the limit is refused before a byte of the body is read; a body
+    // without a length is cut off by `Limited` as it streams.
+    let max_body = snapshot.config.server.max_body;
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+
+    // The client's side of an upgrade must be claimed before the request is taken apart.
+    let client_upgrade = wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+
+    // Rewrite for the upstream: hop-by-hop out, forwarding headers and request id in.
+    let headers = request.headers_mut();
+    headers::remove_hop_by_hop(headers, client_upgrade.is_some());
+    headers::set_forwarding(
+        headers,
+        headers::Hop {
+            client: conn.peer.ip(),
+            trusted,
+            proto: if conn.tls { "https" } else { "http" },
+            host: authority.as_deref(),
+        },
+    );
+    headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if let Some(authority) = authority
+        .as_deref()
+        .and_then(|a| HeaderValue::from_str(a).ok())
+    {
+        // HTTP/2 carries the host in `:authority`; an HTTP/1.1 upstream needs it as Host.
+        headers.insert(HOST, authority);
+    }
+
+    let upstream = match &route.target {
+        RouteTarget::Echo => return Ok(echo::respond(&request)),
+        RouteTarget::Upstream(name) => snapshot
+            .upstreams
+            .get(name)
+            .ok_or(GatewayError::UpstreamUnreachable)?,
+    };
+
+    // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
+    *request.version_mut() = Version::HTTP_11;
+    let request = request
+        .map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
+    let mut response = upstream.send(request).await?;
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    match client_upgrade {
+        Some(client_upgrade) if switching => {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade);
+            headers::remove_hop_by_hop(response.headers_mut(), true);
+        }
+        _ if switching => return Err(GatewayError::UpstreamFailed),
+        _ => headers::remove_hop_by_hop(response.headers_mut(), false),
+    }
+    Ok(response.map(|body| body.map_err(Into::into).boxed()))
+}
+
+/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade` + `Upgrade`).
+fn wants_upgrade<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_11
+        && request.headers().contains_key(UPGRADE)
+        && request
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The URI with its path replaced, query kept.
+fn rewrite_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        PathAndQuery::try_from(path_and_query)
+            .map_err(|_| GatewayError::BadRequest("the request path is malformed"))?,
+    );
+    Uri::from_parts(parts).map_err(|_| GatewayError::BadRequest("the request path is malformed"))
+}
+
+/// The caller's `X-Request-Id` when a trusted proxy sent a sane one, else a new random id.
+fn request_id(incoming: Option<&HeaderValue>, trusted: bool) -> HeaderValue {
+    let sane = |v: &&HeaderValue| {
+        (1..=200).contains(&v.len()) && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+    };
+    match incoming.filter(|_| trusted).filter(sane) {
+        Some(kept) => kept.clone(),
+        None => {
+            let mut buffer = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+            HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        }
+    }
+}

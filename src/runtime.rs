@@ -1,0 +1,52 @@
+//! The snapshot a request runs against: routes, upstream pools and identity rules, all built
+//! from one [`Config`]. A request loads the current snapshot once and uses it to the end, so a
+//! reload (which swaps in a whole new snapshot) never shows it half of one config and half of
+//! another.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::identity::IdentityStripper;
+use crate::proxy::routes::RouteTable;
+use crate::proxy::upstream::Upstream;
+
+/// Everything a request needs, immutable once built.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The config this snapshot was built from.
+    pub config: Arc<Config>,
+    /// Routes, most specific first.
+    pub routes: RouteTable,
+    /// Upstream pools by name.
+    pub upstreams: HashMap<String, Arc<Upstream>>,
+    /// Which incoming headers are removed as identity headers.
+    pub identity: IdentityStripper,
+}
+
+impl Snapshot {
+    /// Builds the snapshot for a validated config.
+    pub fn new(config: Config) -> Self {
+        let upstreams = config
+            .upstreams
+            .values()
+            .map(|settings| {
+                (
+                    settings.name.clone(),
+                    Arc::new(Upstream::new(settings.clone())),
+                )
+            })
+            .collect();
+        Snapshot {
+            routes: RouteTable::new(config.routes.clone()),
+            identity: IdentityStripper::new(&config.identity),
+            upstreams,
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// The current snapshot, swapped atomically on reload.
+pub type Runtime = ArcSwap<Snapshot>;

@@ -1,0 +1,368 @@
+//! Listeners, the accept loop, per-connection serving, and graceful shutdown.
+//!
+//! [`RunningGateway::start`] binds every listener before it returns (so port 0 works and a
+//! taken port is an error at start, not later), then serves until
+//! [`RunningGateway::shutdown`]: stop accepting, let in-flight requests finish within
+//! `shutdown_grace`, then close what is left.
+
+mod activity;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::Readiness;
+use crate::config::Config;
+use crate::proxy::{self, ConnInfo};
+use crate::runtime::{Runtime, Snapshot};
+use activity::{Activity, TrackedIo};
+use tls::SniResolver;
+
+/// Where the gateway is in its life; connections watch it to know when to wind down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Finish in-flight requests, take no new ones.
+    Draining,
+    /// The grace period is over: drop every connection.
+    Closed,
+}
+
+/// What every connection task shares.
+struct Shared {
+    runtime: Arc<Runtime>,
+    builder: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    handshake_timeout: Duration,
+}
+
+/// A gateway that is serving. Dropping it stops it abruptly; [`RunningGateway::shutdown`] stops
+/// it gracefully.
+pub struct RunningGateway {
+    /// The bound plain HTTP address.
+    pub http_addr: Option<SocketAddr>,
+    /// The bound HTTPS address.
+    pub https_addr: Option<SocketAddr>,
+    /// The bound admin address.
+    pub admin_addr: Option<SocketAddr>,
+    runtime: Arc<Runtime>,
+    resolver: Arc<SniResolver>,
+    readiness: Arc<Readiness>,
+    phase: watch::Sender<Phase>,
+    accept_loops: Vec<JoinHandle<()>>,
+    admin_loop: Option<JoinHandle<()>>,
+    connections: Arc<Semaphore>,
+    max_connections: u32,
+    shutdown_grace: Duration,
+}
+
+impl RunningGateway {
+    /// Binds the configured listeners and starts serving.
+    pub async fn start(config: Config) -> io::Result<RunningGateway> {
+        let server = config.server.clone();
+        let resolver = Arc::new(SniResolver::new(&config.certificates));
+        let runtime = Arc::new(Runtime::from_pointee(Snapshot::new(config.clone())));
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_timeout)
+            .max_buf_size(server.max_header_size);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(server.max_header_size).unwrap_or(u32::MAX));
+        let shared = Arc::new(Shared {
+            runtime: runtime.clone(),
+            builder,
+            idle_timeout: server.idle_timeout,
+            handshake_timeout: server.handshake_timeout,
+        });
+        let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX >> 3);
+        let connections = Arc::new(Semaphore::new(max_connections as usize));
+        let (phase, _) = watch::channel(Phase::Serving);
+        let readiness = Arc::new(Readiness::default());
+
+        let mut accept_loops = Vec::new();
+        let bind = |address: SocketAddr, tls: Option<TlsAcceptor>, name: &'static str| async move {
+            let listener = TcpListener::bind(address).await.map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {address} ({name}): {e}"),
+                )
+            })?;
+            let bound = listener.local_addr()?;
+            tracing::info!(listener = name, address = %bound, "listening");
+            Ok::<_, io::Error>((listener, bound, tls))
+        };
+        let mut http_addr = None;
+        if let Some(address) = server.http {
+            let (listener, bound, _) = bind(address, None, "http").await?;
+            http_addr = Some(bound);
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                None,
+                shared.clone(),
+                connections.clone(),
+                phase.subscribe(),
+            )));
+        }
+        let mut https_addr = None;
+        if let Some(address) = server.https {
+            let tls_config = tls::server_config(resolver.clone()).map_err(io::Error::other)?;
+            let (listener, bound, tls) =
+                bind(address, Some(TlsAcceptor::from(tls_config)), "https").await?;
+            https_addr = Some(bound);
+            accept_loops.push(tokio::spawn(accept_loop(
+                listener,
+                tls,
+                shared.clone(),
+                connections.clone(),
+                phase.subscribe(),
+            )));
+        }
+        let mut admin_addr = None;
+        let mut admin = None;
+        if let Some(address) = config.admin {
+            let (listener, bound, _) = bind(address, None, "admin").await?;
+            admin_addr = Some(bound);
+            // The admin listener outlives draining so probes can watch `/readyz` turn 503.
+            admin = Some(tokio::spawn(admin_loop(
+                listener,
+                readiness.clone(),
+                phase.subscribe(),
+            )));
+        }
+        readiness.set(true);
+        Ok(RunningGateway {
+            http_addr,
+            https_addr,
+            admin_addr,
+            runtime,
+            resolver,
+            readiness,
+            phase,
+            accept_loops,
+            admin_loop: admin,
+            connections,
+            max_connections,
+            shutdown_grace: server.shutdown_grace,
+        })
+    }
+
+    /// The snapshot requests currently run against.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.runtime.load_full()
+    }
+
+    /// Swaps in a snapshot built from `config`: new requests and TLS handshakes use it at once,
+    /// requests in flight finish on the one they started with. Listener addresses cannot change
+    /// without a restart; a config that changes them is refused.
+    pub fn reload(&self, config: Config) -> Result<(), String> {
+        let current = self.runtime.load();
+        let (old, new) = (&current.config.server, &config.server);
+        if old.http != new.http || old.https != new.https || current.config.admin != config.admin {
+            return Err("listener addresses changed: restart the gateway to apply them".into());
+        }
+        self.resolver.replace(&config.certificates);
+        self.runtime.store(Arc::new(Snapshot::new(config)));
+        Ok(())
+    }
+
+    /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, then closes
+    /// every connection. Returns whether everything finished within the grace period.
+    pub async fn shutdown(self) -> bool {
+        self.readiness.set(false);
+        self.phase.send_replace(Phase::Draining);
+        for accept_loop in self.accept_loops {
+            let _ = accept_loop.await;
+        }
+        let drained = tokio::time::timeout(
+            self.shutdown_grace,
+            self.connections.acquire_many(self.max_connections),
+        )
+        .await
+        .is_ok();
+        self.phase.send_replace(Phase::Closed);
+        if let Some(admin) = self.admin_loop {
+            let _ = admin.await;
+        }
+        drained
+    }
+}
+
+/// Accepts connections until draining begins, one task each, at most `max_connections` at once
+/// (further clients wait in the listen backlog).
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    connections: Arc<Semaphore>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            _ = reached(&mut phase, Phase::Draining) => return,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = reached(&mut phase, Phase::Draining) => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let tls = tls.clone();
+        let phase = phase.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_tcp(stream, peer, tls, shared, phase).await;
+        });
+    }
+}
+
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    phase: watch::Receiver<Phase>,
+) {
+    // Activity is tracked below TLS so handshake bytes count too.
+    let activity = Activity::new();
+    let stream = TrackedIo::new(stream, activity.clone());
+    let conn = ConnInfo {
+        peer,
+        tls: tls.is_some(),
+    };
+    match tls {
+        None => serve_connection(stream, conn, activity, shared, phase).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, conn, activity, shared, phase).await,
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on one connection until it closes, goes idle, or the gateway
+/// shuts down.
+async fn serve_connection<I>(
+    io: I,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    shared: Arc<Shared>,
+    mut phase: watch::Receiver<Phase>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = {
+        let runtime = shared.runtime.clone();
+        let activity = activity.clone();
+        service_fn(move |request| {
+            let in_flight = activity.request();
+            // One snapshot for the whole request, whatever reloads happen meanwhile.
+            let snapshot = runtime.load_full();
+            async move {
+                let response = proxy::handle(&snapshot, request, conn).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let connection = shared
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut winding_down = false;
+    loop {
+        let idle_check = activity.idle_in(shared.idle_timeout);
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            changed = phase.changed() => {
+                match changed.map(|()| *phase.borrow_and_update()) {
+                    Ok(Phase::Serving) => {}
+                    Ok(Phase::Draining) => {
+                        winding_down = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    Ok(Phase::Closed) | Err(_) => return,
+                }
+            }
+            _ = tokio::time::sleep(idle_check.unwrap_or_default()), if !winding_down => {
+                if activity.idle_in(shared.idle_timeout).is_none() {
+                    tracing::debug!(peer = %conn.peer, "closing idle connection");
+                    winding_down = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the gateway is at `phase` or past it (or is gone).
+async fn reached(phase: &mut watch::Receiver<Phase>, wanted: Phase) {
+    let order = |p: Phase| p as u8;
+    let _ = phase.wait_for(|p| order(*p) >= order(wanted)).await;
+}
+
+/// Serves `/healthz` and `/readyz` until the gateway closes.
+async fn admin_loop(
+    listener: TcpListener,
+    readiness: Arc<Readiness>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = reached(&mut phase, Phase::Closed) => return,
+        };
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let response = crate::admin::handle(&request, &readiness);
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(5))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
