@@ -86,16 +86,22 @@ impl Upstream {
         &self.settings
     }
 
-    /// The next target in round robin that is not ejected; when all are, the next one anyway
-    /// (better a likely failure than a certain one).
+    /// The next target in round robin among those not ejected, so load stays even while a
+    /// target is out; when all are ejected, the next one anyway (better a likely failure than a
+    /// certain one).
     fn pick(&self) -> usize {
         let count = self.settings.targets.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
         let now = monotonic_ms();
+        let live = |i: &usize| self.ejected_until[*i].load(Ordering::Relaxed) <= now;
+        let live_count = (0..count).filter(live).count();
+        if live_count == 0 {
+            return turn % count;
+        }
         (0..count)
-            .map(|offset| (start + offset) % count)
-            .find(|&i| self.ejected_until[i].load(Ordering::Relaxed) <= now)
-            .unwrap_or(start % count)
+            .filter(live)
+            .nth(turn % live_count)
+            .unwrap_or(turn % count)
     }
 
     fn eject(&self, index: usize) {
