@@ -27,7 +27,7 @@ use crate::admin::Readiness;
 use crate::config::Config;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::{Runtime, Snapshot};
-use activity::{Activity, TrackedIo};
+use activity::{Activity, TrackedIo, Verdict};
 use tls::SniResolver;
 
 /// Where the gateway is in its life; connections watch it to know when to wind down.
@@ -45,6 +45,7 @@ struct Shared {
     runtime: Arc<Runtime>,
     builder: auto::Builder<TokioExecutor>,
     idle_timeout: Duration,
+    header_timeout: Duration,
     handshake_timeout: Duration,
 }
 
@@ -78,7 +79,8 @@ impl RunningGateway {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(server.header_timeout)
+            // The header timeout is enforced per connection by `Activity` (see there why).
+            .header_read_timeout(None)
             .max_buf_size(server.max_header_size);
         builder
             .http2()
@@ -88,6 +90,7 @@ impl RunningGateway {
             runtime: runtime.clone(),
             builder,
             idle_timeout: server.idle_timeout,
+            header_timeout: server.header_timeout,
             handshake_timeout: server.handshake_timeout,
         });
         let max_connections = u32::try_from(server.max_connections).unwrap_or(u32::MAX >> 3);
@@ -261,7 +264,12 @@ async fn serve_tcp(
         None => serve_connection(stream, conn, activity, shared, phase).await,
         Some(acceptor) => {
             match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(stream, conn, activity, shared, phase).await,
+                Ok(Ok(stream)) => {
+                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                        activity.set_http2();
+                    }
+                    serve_connection(stream, conn, activity, shared, phase).await
+                }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
@@ -300,7 +308,11 @@ async fn serve_connection<I>(
     tokio::pin!(connection);
     let mut winding_down = false;
     loop {
-        let idle_check = activity.idle_in(shared.idle_timeout);
+        let verdict = activity.verdict(shared.idle_timeout, shared.header_timeout);
+        let check_in = match verdict {
+            Verdict::Wait(left) => left,
+            Verdict::Idle | Verdict::HeadTooSlow => Duration::ZERO,
+        };
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
@@ -318,13 +330,24 @@ async fn serve_connection<I>(
                     Ok(Phase::Closed) | Err(_) => return,
                 }
             }
-            _ = tokio::time::sleep(idle_check.unwrap_or_default()), if !winding_down => {
-                if activity.idle_in(shared.idle_timeout).is_none() {
+            // A new head arms the header deadline: look again at once.
+            _ = activity.head_begun() => {}
+            _ = tokio::time::sleep(check_in) => match verdict {
+                Verdict::Wait(_) => {}
+                Verdict::HeadTooSlow => {
+                    tracing::debug!(peer = %conn.peer, "request head not complete within header_timeout; closing");
+                    return;
+                }
+                Verdict::Idle if winding_down => {
+                    // Already closing; an idle connection that has not closed is stuck.
+                    return;
+                }
+                Verdict::Idle => {
                     tracing::debug!(peer = %conn.peer, "closing idle connection");
                     winding_down = true;
                     connection.as_mut().graceful_shutdown();
                 }
-            }
+            },
         }
     }
 }
