@@ -349,7 +349,7 @@ async fn a_websocket_is_tunnelled_until_a_side_closes() {
     // Ordinary requests keep flowing while the tunnel is open.
     assert_eq!(get(&gateway.url("/")).await.status(), 200);
     socket
-        .send(Message::Binary(vec![1, 2, 3].into()))
+        .send(Message::Binary(vec![1, 2, 3]))
         .await
         .unwrap();
     let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
@@ -357,7 +357,7 @@ async fn a_websocket_is_tunnelled_until_a_side_closes() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(echoed, Message::Binary(vec![1, 2, 3].into()));
+    assert_eq!(echoed, Message::Binary(vec![1, 2, 3]));
     socket.close(None).await.unwrap();
 }
 
