@@ -348,10 +348,7 @@ async fn a_websocket_is_tunnelled_until_a_side_closes() {
     }
     // Ordinary requests keep flowing while the tunnel is open.
     assert_eq!(get(&gateway.url("/")).await.status(), 200);
-    socket
-        .send(Message::Binary(vec![1, 2, 3]))
-        .await
-        .unwrap();
+    socket.send(Message::Binary(vec![1, 2, 3])).await.unwrap();
     let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
         .await
         .unwrap()
