@@ -2,55 +2,82 @@
 //!
 //! The most specific route wins: an exact host beats a wildcard, a longer wildcard suffix beats
 //! a shorter one, any host beats none; then the longer path prefix; then a route that lists
-//! methods beats one that takes any. Ties keep file order. The table is sorted once when a
-//! snapshot is built, so a lookup is a scan that stops at the first match.
+//! methods beats one that takes any. Ties keep file order.
+//!
+//! Routes are grouped by host when a snapshot is built, so a lookup hashes the request's host
+//! (and each of its parent domains for wildcards) and scans only that group's routes, already
+//! sorted most specific first: the cost does not grow with the number of hosts configured.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
+use std::collections::HashMap;
 
 use http::Method;
 
 use crate::config::{HostPattern, RouteSettings};
 
-/// The routes of one snapshot, most specific first.
-#[derive(Debug, Clone)]
+/// The routes of one snapshot, grouped by host and sorted by specificity within a group.
+#[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    routes: Vec<RouteSettings>,
+    exact: HashMap<String, Vec<RouteSettings>>,
+    /// Keyed by the suffix including its leading dot: `*.example.com` → `.example.com`.
+    wildcard: HashMap<String, Vec<RouteSettings>>,
+    any_host: Vec<RouteSettings>,
 }
 
 impl RouteTable {
-    /// Sorts `routes` by specificity.
-    pub fn new(mut routes: Vec<RouteSettings>) -> Self {
-        routes.sort_by_key(|route| {
-            let host_rank = match &route.host {
-                Some(HostPattern::Exact(_)) => (2, 0),
-                Some(HostPattern::Wildcard(suffix)) => (1, suffix.len()),
-                None => (0, 0),
+    /// Groups and sorts `routes`.
+    pub fn new(routes: Vec<RouteSettings>) -> Self {
+        let mut table = RouteTable::default();
+        for route in routes {
+            let group = match &route.host {
+                Some(HostPattern::Exact(host)) => table.exact.entry(host.clone()).or_default(),
+                Some(HostPattern::Wildcard(suffix)) => {
+                    table.wildcard.entry(suffix.clone()).or_default()
+                }
+                None => &mut table.any_host,
             };
-            Reverse((host_rank, route.path.len(), route.methods.is_some()))
-        });
-        RouteTable { routes }
+            group.push(route);
+        }
+        let by_specificity = |group: &mut Vec<RouteSettings>| {
+            // A stable sort, so equally specific routes keep file order.
+            group.sort_by_key(|route| Reverse((route.path.len(), route.methods.is_some())));
+        };
+        table.exact.values_mut().for_each(by_specificity);
+        table.wildcard.values_mut().for_each(by_specificity);
+        by_specificity(&mut table.any_host);
+        table
     }
 
     /// The route for a request. `host` is lowercase without a port; `path` is normalized (see
     /// [`normalize_path`]).
     pub fn find(&self, host: &str, path: &str, method: &Method) -> Option<&RouteSettings> {
-        self.routes.iter().find(|route| {
-            host_matches(route.host.as_ref(), host)
-                && path_matches(&route.path, path)
-                && route.methods.as_ref().is_none_or(|m| m.contains(method))
-        })
-    }
-}
-
-fn host_matches(pattern: Option<&HostPattern>, host: &str) -> bool {
-    match pattern {
-        None => true,
-        Some(HostPattern::Exact(exact)) => exact == host,
-        // `.example.com` matches `a.example.com` but not `example.com` itself.
-        Some(HostPattern::Wildcard(suffix)) => {
-            host.len() > suffix.len() && host.ends_with(suffix.as_str())
+        let in_group = |group: &'_ [RouteSettings]| -> Option<usize> {
+            group.iter().position(|route| {
+                path_matches(&route.path, path)
+                    && route.methods.as_ref().is_none_or(|m| m.contains(method))
+            })
+        };
+        if let Some(group) = self.exact.get(host) {
+            if let Some(i) = in_group(group) {
+                return Some(&group[i]);
+            }
         }
+        if !self.wildcard.is_empty() {
+            // `a.b.example.com` tries `.b.example.com`, then `.example.com`, then `.com`:
+            // the longest suffix first.
+            let mut rest = host;
+            while let Some(dot) = rest.bytes().skip(1).position(|b| b == b'.').map(|i| i + 1) {
+                let suffix = &rest[dot..];
+                if let Some(group) = self.wildcard.get(suffix) {
+                    if let Some(i) = in_group(group) {
+                        return Some(&group[i]);
+                    }
+                }
+                rest = suffix;
+            }
+        }
+        in_group(&self.any_host).map(|i| &self.any_host[i])
     }
 }
 
@@ -195,6 +222,10 @@ mod tests {
         assert_eq!(find("a.eu.example.com", "/", Method::GET), "wild-deep");
         assert_eq!(find("example.com", "/", Method::GET), "catch-all");
         assert_eq!(find("api.example.com", "/orders", Method::GET), "api");
+        assert_eq!(find("x.y.eu.example.com", "/", Method::GET), "wild-deep");
+        assert_eq!(find("", "/", Method::GET), "catch-all");
+        assert_eq!(find(".", "/", Method::GET), "catch-all");
+        assert_eq!(find("é.example.com", "/", Method::GET), "wild");
     }
 
     #[test]
