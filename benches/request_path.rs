@@ -10,7 +10,9 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use authgate::config::{HostPattern, IdentitySettings, RouteSettings, RouteTarget};
+use authgate::config::{
+    AuthRequirement, HostPattern, IdentitySettings, RouteSettings, RouteTarget,
+};
 use authgate::identity::IdentityStripper;
 use authgate::proxy::headers::{remove_hop_by_hop, set_forwarding, Hop};
 use authgate::proxy::routes::{normalize_path, RouteTable};
@@ -31,6 +33,7 @@ fn thousand_routes() -> RouteTable {
             methods: (i % 2 == 0).then(|| vec![Method::GET, Method::POST]),
             target: RouteTarget::Echo,
             public: true,
+            auth: AuthRequirement::default(),
         })
         .collect();
     RouteTable::new(routes)

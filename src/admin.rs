@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 
+use crate::runtime::Snapshot;
 use crate::{full_body, Body};
 
 /// Shared readiness: true once every listener is bound, false again when shutdown begins so
@@ -26,11 +27,18 @@ impl Readiness {
     }
 }
 
-/// Answers one admin request.
-pub fn handle<B>(request: &Request<B>, readiness: &Arc<Readiness>) -> Response<Body> {
+/// Answers one admin request. Ready means: listeners bound, not draining, and every issuer
+/// that gates readiness has its keys.
+pub fn handle<B>(
+    request: &Request<B>,
+    readiness: &Arc<Readiness>,
+    snapshot: &Snapshot,
+) -> Response<Body> {
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, r#"{"status":"ok"}"#),
-        (&Method::GET | &Method::HEAD, "/readyz") if readiness.is_ready() => {
+        (&Method::GET | &Method::HEAD, "/readyz")
+            if readiness.is_ready() && snapshot.is_ready() =>
+        {
             (StatusCode::OK, r#"{"status":"ready"}"#)
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {

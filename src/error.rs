@@ -5,10 +5,98 @@
 //! status, headers and body, so every refusal has the contract's shape:
 //! `{"error": "...", "error_description": "...", "request_id": "..."}`.
 
-use http::header::{HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 
+use crate::auth::jwt::JwtError;
 use crate::{full_body, Body};
+
+/// Why a request was not authenticated or not authorized.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No credential was sent.
+    #[error("this route needs a credential: send `Authorization: Bearer <token>`")]
+    Missing,
+    /// More than one credential was sent.
+    #[error("the request carries more than one credential")]
+    Ambiguous,
+    /// The credential is not well formed.
+    #[error("the Authorization header is malformed")]
+    MalformedCredential,
+    /// An Authorization scheme other than Bearer.
+    #[error("the Authorization scheme must be Bearer")]
+    UnsupportedScheme,
+    /// The token was refused.
+    #[error("{0}")]
+    Token(JwtError),
+    /// A good token, from an issuer this route does not accept.
+    #[error("tokens from this issuer are not accepted on this route")]
+    IssuerNotAccepted,
+    /// A good credential without every scope the route needs.
+    #[error("the credential lacks a scope this route needs")]
+    InsufficientScope {
+        /// The scopes the route needs, space-separated.
+        needed: String,
+    },
+    /// The gateway cannot decide: the issuer's keys are not available.
+    #[error("the keys to verify this credential are not available yet; retry shortly")]
+    KeysUnavailable {
+        /// The issuer id, for logs.
+        issuer: String,
+    },
+    /// An identity value that cannot be passed on as a header (CR, LF, NUL…).
+    #[error("the credential holds a value that cannot be passed on safely")]
+    UnsafeIdentity,
+}
+
+impl AuthError {
+    /// The `reason` label: a small closed set.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Ambiguous => "ambiguous",
+            AuthError::MalformedCredential | AuthError::UnsupportedScheme => "malformed",
+            AuthError::Token(error) => error.reason(),
+            AuthError::IssuerNotAccepted => "wrong_issuer",
+            AuthError::InsufficientScope { .. } => "insufficient_scope",
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
+            AuthError::UnsafeIdentity => "unsafe_identity",
+        }
+    }
+
+    /// The RFC 6750 error code, when there is one.
+    fn bearer_error(&self) -> Option<&'static str> {
+        match self {
+            AuthError::Missing | AuthError::KeysUnavailable { .. } => None,
+            AuthError::Ambiguous
+            | AuthError::MalformedCredential
+            | AuthError::UnsupportedScheme => Some("invalid_request"),
+            AuthError::Token(_) | AuthError::IssuerNotAccepted | AuthError::UnsafeIdentity => {
+                Some("invalid_token")
+            }
+            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3): no `error` when no credential was sent.
+    fn challenge(&self) -> Option<String> {
+        if matches!(self, AuthError::KeysUnavailable { .. }) {
+            return None;
+        }
+        let mut challenge = String::from("Bearer realm=\"authgate\"");
+        if let Some(code) = self.bearer_error() {
+            // Descriptions are fixed texts without quotes or backslashes.
+            let description = self.to_string().replace(['"', '\\'], "'");
+            challenge.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{description}\""
+            ));
+        }
+        if let AuthError::InsufficientScope { needed } = self {
+            challenge.push_str(&format!(", scope=\"{needed}\""));
+        }
+        Some(challenge)
+    }
+}
 
 /// Who caused a failure; decides 4xx against 5xx and which log level it deserves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +130,9 @@ pub enum GatewayError {
     /// The upstream did not answer within its `timeout`.
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
+    /// Authentication or authorization failed.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
 }
 
 impl GatewayError {
@@ -54,6 +145,8 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
+            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => Fault::Gateway,
+            GatewayError::Auth(_) => Fault::Client,
         }
     }
 
@@ -67,6 +160,11 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Auth(AuthError::InsufficientScope { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -78,6 +176,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request_too_large",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::Auth(AuthError::Missing) => "unauthorized",
+            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => "temporarily_unavailable",
+            GatewayError::Auth(error) => error.bearer_error().unwrap_or("unauthorized"),
         }
     }
 
@@ -90,9 +191,19 @@ impl GatewayError {
         });
         let mut response = Response::new(full_body(body.to_string()));
         *response.status_mut() = self.status();
-        response
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let GatewayError::Auth(error) = &self {
+            if let Some(challenge) = error
+                .challenge()
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
+                headers.insert(WWW_AUTHENTICATE, challenge);
+            }
+            if matches!(error, AuthError::KeysUnavailable { .. }) {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+        }
         response
     }
 }

@@ -5,9 +5,11 @@
 //! case-insensitively with `_` read as `-`, because some servers and frameworks (CGI, PHP, many
 //! WSGI stacks) fold `X_Auth_Subject` into the same variable as `X-Auth-Subject`.
 
-use http::header::{HeaderMap, HeaderName};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::Identity;
 use crate::config::IdentitySettings;
+use crate::error::AuthError;
 
 /// Lowercases `name` and reads `_` as `-`.
 pub fn normalize_header_name(name: &str) -> String {
@@ -73,6 +75,27 @@ impl IdentityStripper {
             headers.remove(name);
         }
     }
+}
+
+/// Sets the identity headers for `identity`. A value that is not a valid header value (CR, LF,
+/// NUL, other control bytes) refuses the request rather than being altered or dropped.
+pub fn inject(
+    headers: &mut HeaderMap,
+    settings: &IdentitySettings,
+    identity: &Identity,
+) -> Result<(), AuthError> {
+    let value = |text: &str| HeaderValue::from_str(text).map_err(|_| AuthError::UnsafeIdentity);
+    headers.insert(settings.subject.clone(), value(identity.subject())?);
+    headers.insert(
+        settings.method.clone(),
+        HeaderValue::from_static(identity.method),
+    );
+    headers.insert(settings.issuer.clone(), value(&identity.issuer)?);
+    let scopes = identity.scopes();
+    if !scopes.is_empty() {
+        headers.insert(settings.scopes.clone(), value(&scopes.join(" "))?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

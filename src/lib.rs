@@ -30,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod metrics;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

@@ -22,6 +22,32 @@ enum Command {
     Run(ConfigArg),
     /// Validate the configuration as a start would, without serving; exit 1 on any error.
     Check(ConfigArg),
+    /// Mint a token with a configured issuer that holds a secret or private key (dev, tests).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The issuer id, from [[issuers]].
+    #[arg(long)]
+    issuer: String,
+    /// The subject (`sub`).
+    #[arg(long)]
+    sub: String,
+    /// Space-separated scopes (`scope`).
+    #[arg(long)]
+    scope: Option<String>,
+    /// The audience (`aud`); default: the issuer's first configured audience.
+    #[arg(long)]
+    aud: Option<String>,
+    /// Lifetime, e.g. "15m", "1h".
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// Extra claims as NAME=VALUE (VALUE read as JSON when it parses, else as a string).
+    #[arg(long = "claim", value_name = "NAME=VALUE")]
+    claims: Vec<String>,
+    #[command(flatten)]
+    config: ConfigArg,
 }
 
 #[derive(Args)]
@@ -44,6 +70,31 @@ fn main() -> ExitCode {
     match command {
         Command::Check(args) => check(&args.config),
         Command::Run(args) => run(&args.config),
+        Command::Token(args) => token(&args),
+    }
+}
+
+fn token(args: &TokenArgs) -> ExitCode {
+    let Some(config) = load(&args.config.config) else {
+        return ExitCode::FAILURE;
+    };
+    match authgate::auth::mint::mint(
+        &config,
+        &args.issuer,
+        &args.sub,
+        args.scope.as_deref(),
+        args.aud.as_deref(),
+        &args.ttl,
+        &args.claims,
+    ) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("authgate token: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 

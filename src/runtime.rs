@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::identity::IdentityStripper;
 use crate::proxy::routes::RouteTable;
@@ -24,11 +25,14 @@ pub struct Snapshot {
     pub upstreams: HashMap<String, Arc<Upstream>>,
     /// Which incoming headers are removed as identity headers.
     pub identity: IdentityStripper,
+    /// Issuers, their keys, and the verified-token cache.
+    pub auth: Authenticator,
 }
 
 impl Snapshot {
-    /// Builds the snapshot for a validated config.
-    pub fn new(config: Config) -> Self {
+    /// Builds the snapshot for a validated config. Remote key sets whose settings did not
+    /// change are taken over from `previous`, so a reload does not refetch or empty them.
+    pub fn new(config: Config, previous: Option<&Snapshot>) -> Self {
         let upstreams = config
             .upstreams
             .values()
@@ -42,9 +46,21 @@ impl Snapshot {
         Snapshot {
             routes: RouteTable::new(config.routes.clone()),
             identity: IdentityStripper::new(&config.identity),
+            auth: Authenticator::new(
+                &config.issuers,
+                config.server.token_cache_size,
+                previous.map(|p| &p.auth),
+            ),
             upstreams,
             config: Arc::new(config),
         }
+    }
+}
+
+impl Snapshot {
+    /// Whether this snapshot can decide requests: every issuer that gates readiness has keys.
+    pub fn is_ready(&self) -> bool {
+        self.auth.is_ready()
     }
 }
 

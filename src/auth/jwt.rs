@@ -186,10 +186,13 @@ pub struct Claims {
     pub all: Value,
 }
 
-/// Parses and checks the claims set (layer 3).
-pub fn validate_claims(payload: &[u8], rules: &ClaimRules<'_>) -> Result<Claims, JwtError> {
-    let all = strict_json::parse(payload)
-        .map_err(|_| JwtError::Malformed("the claims are not valid JSON"))?;
+/// Parses a payload as a claims set: strict JSON (no duplicate keys).
+pub fn parse_claims(payload: &[u8]) -> Result<Value, JwtError> {
+    strict_json::parse(payload).map_err(|_| JwtError::Malformed("the claims are not valid JSON"))
+}
+
+/// Checks a parsed claims set (layer 3).
+pub fn validate_claims(all: Value, rules: &ClaimRules<'_>) -> Result<Claims, JwtError> {
     let claims = all
         .as_object()
         .ok_or(JwtError::Malformed("the claims are not a JSON object"))?;
@@ -359,7 +362,7 @@ mod tests {
             leeway: 30,
             now: 1_000_000,
         };
-        validate_claims(payload, &rules)
+        validate_claims(parse_claims(payload)?, &rules)
     }
 
     fn claims(value: serde_json::Value) -> Result<Claims, JwtError> {

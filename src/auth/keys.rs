@@ -44,6 +44,11 @@ pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
         .find(|alg| algorithm_name(*alg) == name)
 }
 
+/// Whether `alg` is an HMAC algorithm (a shared secret rather than a key pair).
+pub fn is_hmac(alg: Algorithm) -> bool {
+    matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
 /// The JOSE name of `alg`.
 pub fn algorithm_name(alg: Algorithm) -> &'static str {
     match alg {
@@ -426,6 +431,11 @@ impl KeySet {
             }
         }
         Ok((KeySet { keys: accepted }, refused))
+    }
+
+    /// The keys.
+    pub fn iter(&self) -> impl Iterator<Item = &VerificationKey> {
+        self.keys.iter()
     }
 
     /// Number of usable keys.

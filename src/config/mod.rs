@@ -7,6 +7,7 @@
 //! references and checks names are unique. It collects every problem rather than stopping at the
 //! first, each as `file:line:col: message`.
 
+mod issuers;
 mod location;
 mod raw;
 pub mod units;
@@ -25,6 +26,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
 use raw::{RawConfig, Text};
 
@@ -48,6 +50,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamSettings>,
     /// `[[routes]]`, in file order.
     pub routes: Vec<RouteSettings>,
+    /// `[[issuers]]`, in file order.
+    pub issuers: Vec<IssuerSettings>,
 }
 
 /// `[server]`: listeners and the limits that protect them.
@@ -75,6 +79,8 @@ pub struct ServerSettings {
     pub workers: usize,
     /// Peers whose X-Forwarded-* / Forwarded / X-Request-Id headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// Verified tokens remembered until their `exp`; 0 turns the cache off.
+    pub token_cache_size: usize,
 }
 
 /// A TLS certificate chain with its key, ready for rustls.
@@ -188,6 +194,23 @@ pub struct RouteSettings {
     pub target: RouteTarget,
     /// No credentials needed.
     pub public: bool,
+    /// What a caller must present when the route is not public.
+    pub auth: AuthRequirement,
+}
+
+/// The credentials a protected route accepts and what they must grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthRequirement {
+    /// Bearer JWTs are accepted.
+    pub jwt: bool,
+    /// API keys are accepted.
+    pub api_key: bool,
+    /// Only tokens from these issuer ids; `None` = any configured issuer.
+    pub issuers: Option<Vec<String>>,
+    /// Scopes the credential must all hold.
+    pub scopes: Vec<String>,
+    /// A cookie that may carry the bearer token (browsers, WebSocket upgrades).
+    pub cookie: Option<String>,
 }
 
 impl Config {
@@ -329,7 +352,8 @@ impl Validator<'_> {
                 upstreams.insert(name.clone(), settings);
             }
         }
-        let routes = self.routes(&raw.routes, &mut upstreams);
+        let issuers = self.issuers(&raw.issuers);
+        let routes = self.routes(&raw.routes, &mut upstreams, &issuers);
         if server.http.is_none() && server.https.is_none() {
             self.error(0..0, "no listener: set `http` or `https` in [server]");
         }
@@ -341,6 +365,7 @@ impl Validator<'_> {
             identity,
             upstreams,
             routes,
+            issuers,
         }
     }
 
@@ -388,6 +413,14 @@ impl Validator<'_> {
                 None => 0,
             },
             trusted_proxies,
+            token_cache_size: match &raw.token_cache_size {
+                Some(n) if *n.get_ref() < 0 => {
+                    self.error(n.span(), "`token_cache_size` cannot be negative");
+                    0
+                }
+                Some(n) => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
+                None => 100_000,
+            },
         }
     }
 
@@ -528,28 +561,7 @@ impl Validator<'_> {
             .collect();
         let ca = match &upstream.ca {
             None => Vec::new(),
-            Some(text) => {
-                let path = self.path(text)?;
-                match CertificateDer::pem_file_iter(&path)
-                    .and_then(|c| c.collect::<Result<Vec<_>, _>>())
-                {
-                    Ok(certs) if !certs.is_empty() => certs,
-                    Ok(_) => {
-                        self.error(
-                            text.span(),
-                            format!("{} holds no certificate", path.display()),
-                        );
-                        return None;
-                    }
-                    Err(e) => {
-                        self.error(
-                            text.span(),
-                            format!("cannot read CA file {}: {e}", path.display()),
-                        );
-                        return None;
-                    }
-                }
-            }
+            Some(text) => self.ca_file(text)?,
         };
         (targets.len() == upstream.targets.len()).then(|| UpstreamSettings {
             name: name.to_string(),
@@ -561,6 +573,41 @@ impl Validator<'_> {
             preserve_host: upstream.preserve_host.unwrap_or(true),
             ca,
         })
+    }
+
+    /// A PEM file of CA certificates that rustls accepts as trust anchors.
+    fn ca_file(&mut self, text: &Text) -> Option<Vec<CertificateDer<'static>>> {
+        let path = self.path(text)?;
+        let certs = match CertificateDer::pem_file_iter(&path)
+            .and_then(|c| c.collect::<Result<Vec<_>, _>>())
+        {
+            Ok(certs) if !certs.is_empty() => certs,
+            Ok(_) => {
+                self.error(
+                    text.span(),
+                    format!("{} holds no certificate", path.display()),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.error(
+                    text.span(),
+                    format!("cannot read CA file {}: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in &certs {
+            if let Err(e) = roots.add(cert.clone()) {
+                self.error(
+                    text.span(),
+                    format!("{}: not a usable CA certificate: {e}", path.display()),
+                );
+                return None;
+            }
+        }
+        Some(certs)
     }
 
     fn target(&mut self, text: &Text) -> Option<Target> {
@@ -578,6 +625,7 @@ impl Validator<'_> {
         &mut self,
         raw: &[toml::Spanned<raw::RawRoute>],
         upstreams: &mut BTreeMap<String, UpstreamSettings>,
+        issuers: &[IssuerSettings],
     ) -> Vec<RouteSettings> {
         let mut seen_ids = HashSet::new();
         let mut routes = Vec::new();
@@ -609,14 +657,7 @@ impl Validator<'_> {
             });
             let target = self.route_target(&route.upstream, upstreams);
             let public = route.public.unwrap_or(false);
-            if !public {
-                // No credential source exists in this configuration format yet, so a route that
-                // requires credentials could never let a request through.
-                self.error(
-                    spanned.span(),
-                    format!("route `{id}` requires credentials, but no credential source (issuer or API keys) is configured; set `public = true` to serve it without authentication"),
-                );
-            }
+            let auth = self.auth_requirement(&id, spanned, public, issuers);
             if let Some(target) = target {
                 routes.push(RouteSettings {
                     id,
@@ -625,10 +666,86 @@ impl Validator<'_> {
                     methods,
                     target,
                     public,
+                    auth,
                 });
             }
         }
         routes
+    }
+
+    fn auth_requirement(
+        &mut self,
+        id: &str,
+        spanned: &toml::Spanned<raw::RawRoute>,
+        public: bool,
+        issuers: &[IssuerSettings],
+    ) -> AuthRequirement {
+        let route = spanned.get_ref();
+        let texts = |v: &Option<Vec<Text>>| v.iter().flatten().cloned().collect::<Vec<Text>>();
+        if public {
+            for (key, present) in [
+                ("auth", route.auth.is_some()),
+                ("issuers", route.issuers.is_some()),
+                ("scopes", route.scopes.is_some()),
+                ("cookie", route.cookie.is_some()),
+            ] {
+                if present {
+                    self.error(spanned.span(), format!("route `{id}` is public, so `{key}` would never be checked; remove one of them"));
+                }
+            }
+            return AuthRequirement::default();
+        }
+        let mut requirement = AuthRequirement {
+            jwt: route.auth.is_none(),
+            api_key: route.auth.is_none(),
+            ..Default::default()
+        };
+        for method in texts(&route.auth) {
+            match self.text(&method).as_deref() {
+                Some("jwt") => requirement.jwt = true,
+                Some("api_key") => requirement.api_key = true,
+                Some(other) => self.error(
+                    method.span(),
+                    format!("unknown auth method `{other}`: use \"jwt\" or \"api_key\""),
+                ),
+                None => {}
+            }
+        }
+        if let Some(list) = &route.issuers {
+            let mut allowed = Vec::new();
+            for name in list {
+                let Some(value) = self.text(name) else {
+                    continue;
+                };
+                if issuers.iter().any(|i| i.id == value) {
+                    allowed.push(value);
+                } else {
+                    self.error(
+                        name.span(),
+                        format!("issuer `{value}` is not defined in [[issuers]]"),
+                    );
+                }
+            }
+            requirement.issuers = Some(allowed);
+        }
+        requirement.scopes = texts(&route.scopes)
+            .iter()
+            .filter_map(|s| self.text(s))
+            .collect();
+        requirement.cookie = route.cookie.as_ref().and_then(|c| self.text(c));
+        // API keys arrive with the `[api_keys]` table; until one is configured only JWTs can
+        // satisfy a route, and a route no credential can satisfy is a mistake, not a lock.
+        let usable_issuers = match &requirement.issuers {
+            Some(allowed) => !allowed.is_empty(),
+            None => !issuers.is_empty(),
+        };
+        if !(requirement.jwt && usable_issuers) {
+            self.error(
+                spanned.span(),
+                format!("route `{id}` requires credentials, but none it accepts can be presented: configure an [[issuers]] entry (and accept \"jwt\"), or set `public = true`"),
+            );
+        }
+        requirement
     }
 
     fn host_pattern(&mut self, text: &Text) -> Option<HostPattern> {

@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub upstreams: BTreeMap<String, Spanned<RawUpstream>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    pub issuers: Vec<Spanned<RawIssuer>>,
 }
 
 /// `[server]`.
@@ -42,6 +44,7 @@ pub struct RawServer {
     pub workers: Option<Spanned<i64>>,
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
+    pub token_cache_size: Option<Spanned<i64>>,
 }
 
 /// `[admin]`.
@@ -104,4 +107,33 @@ pub struct RawRoute {
     pub methods: Option<Vec<Text>>,
     pub upstream: Text,
     pub public: Option<bool>,
+    pub auth: Option<Vec<Text>>,
+    pub issuers: Option<Vec<Text>>,
+    pub scopes: Option<Vec<Text>>,
+    pub cookie: Option<Text>,
+}
+
+/// One `[[issuers]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub id: Text,
+    pub issuer: Text,
+    #[serde(default)]
+    pub audiences: Vec<Text>,
+    pub algorithms: Option<Vec<Text>>,
+    pub discovery: Option<bool>,
+    pub jwks_url: Option<Text>,
+    pub jwks_file: Option<Text>,
+    pub ca: Option<Text>,
+    pub keys: Option<Vec<Text>>,
+    pub secret: Option<Text>,
+    pub secret_file: Option<Text>,
+    pub private_key: Option<Text>,
+    pub key_id: Option<Text>,
+    pub refresh: Option<Text>,
+    pub leeway: Option<Text>,
+    pub max_staleness: Option<Text>,
+    pub refetch_cooldown: Option<Text>,
+    pub required_for_ready: Option<bool>,
 }

@@ -108,6 +108,25 @@ async fn forward(
     // Identity headers come out before anything reads the request, on every route, public too.
     snapshot.identity.strip(request.headers_mut());
 
+    // Authenticate against keys already in memory (no network wait, but for the bounded
+    // unknown-`kid` refetch), then decide whether this caller may use the route.
+    let identity = if route.public {
+        None
+    } else {
+        let outcome = snapshot
+            .auth
+            .authenticate(&route.auth, request.headers())
+            .await;
+        let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
+        crate::metrics::auth_decision(
+            &route.id,
+            "jwt",
+            if outcome.is_ok() { "allow" } else { "deny" },
+            reason,
+        );
+        Some(outcome?)
+    };
+
     // A declared length over the limit is refused before a byte of the body is read; a body
     // without a length is cut off by `Limited` as it streams.
     let max_body = snapshot.config.server.max_body;
@@ -142,6 +161,14 @@ async fn forward(
     {
         // HTTP/2 carries the host in `:authority`; an HTTP/1.1 upstream needs it as Host.
         headers.insert(HOST, authority);
+    }
+    // Identity goes in after hop-by-hop removal, so a client naming these headers in
+    // `Connection` cannot make them disappear.
+    if let Some(identity) = &identity {
+        if !snapshot.config.identity.forward_credentials {
+            crate::auth::credentials::remove(headers, route.auth.cookie.as_deref());
+        }
+        crate::identity::inject(headers, &snapshot.config.identity, identity)?;
     }
 
     let upstream = match &route.target {

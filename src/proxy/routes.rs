@@ -155,7 +155,7 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RouteTarget;
+    use crate::config::{AuthRequirement, RouteTarget};
 
     fn route(
         id: &str,
@@ -170,6 +170,7 @@ mod tests {
             methods,
             target: RouteTarget::Echo,
             public: true,
+            auth: AuthRequirement::default(),
         }
     }
 

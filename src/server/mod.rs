@@ -74,7 +74,7 @@ impl RunningGateway {
     pub async fn start(config: Config) -> io::Result<RunningGateway> {
         let server = config.server.clone();
         let resolver = Arc::new(SniResolver::new(&config.certificates));
-        let runtime = Arc::new(Runtime::from_pointee(Snapshot::new(config.clone())));
+        let runtime = Arc::new(Runtime::from_pointee(Snapshot::new(config.clone(), None)));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -145,6 +145,7 @@ impl RunningGateway {
             admin = Some(tokio::spawn(admin_loop(
                 listener,
                 readiness.clone(),
+                runtime.clone(),
                 phase.subscribe(),
             )));
         }
@@ -180,7 +181,8 @@ impl RunningGateway {
             return Err("listener addresses changed: restart the gateway to apply them".into());
         }
         self.resolver.replace(&config.certificates);
-        self.runtime.store(Arc::new(Snapshot::new(config)));
+        self.runtime
+            .store(Arc::new(Snapshot::new(config, Some(&current))));
         Ok(())
     }
 
@@ -362,6 +364,7 @@ async fn reached(phase: &mut watch::Receiver<Phase>, wanted: Phase) {
 async fn admin_loop(
     listener: TcpListener,
     readiness: Arc<Readiness>,
+    runtime: Arc<Runtime>,
     mut phase: watch::Receiver<Phase>,
 ) {
     loop {
@@ -376,9 +379,10 @@ async fn admin_loop(
             _ = reached(&mut phase, Phase::Closed) => return,
         };
         let readiness = readiness.clone();
+        let runtime = runtime.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = crate::admin::handle(&request, &readiness);
+                let response = crate::admin::handle(&request, &readiness, &runtime.load());
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -1,0 +1,180 @@
+//! Taking the credential out of a request: exactly one, from exactly one place.
+//!
+//! A bearer token comes from the `Authorization` header (scheme case-insensitive, RFC 6750
+//! §2.1) or, when the route names one, a cookie. Two `Authorization` headers, or a token in both
+//! places, is ambiguous and refused: a gateway that picks one may pick differently from the
+//! backend behind it. Tokens in the query string are never read.
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::HeaderMap;
+
+use crate::error::AuthError;
+
+/// The bearer token of a request, if it carries one; an error if it carries a malformed one or
+/// more than one.
+pub fn bearer<'h>(
+    headers: &'h HeaderMap,
+    cookie: Option<&str>,
+) -> Result<Option<&'h str>, AuthError> {
+    let mut from_header = None;
+    let mut authorizations = headers.get_all(AUTHORIZATION).iter();
+    if let Some(value) = authorizations.next() {
+        if authorizations.next().is_some() {
+            return Err(AuthError::Ambiguous);
+        }
+        let value = value.to_str().map_err(|_| AuthError::MalformedCredential)?;
+        let (scheme, token) = value
+            .split_once(' ')
+            .ok_or(AuthError::MalformedCredential)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::UnsupportedScheme);
+        }
+        from_header = Some(b64token(token)?);
+    }
+    let from_cookie = match cookie {
+        Some(name) => cookie_value(headers, name)?,
+        None => None,
+    };
+    match (from_header, from_cookie) {
+        (Some(_), Some(_)) => Err(AuthError::Ambiguous),
+        (Some(token), None) => Ok(Some(token)),
+        (None, Some(token)) => Ok(Some(b64token(token)?)),
+        (None, None) => Ok(None),
+    }
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn b64token(token: &str) -> Result<&str, AuthError> {
+    let body = token.trim_end_matches('=');
+    let valid = !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        });
+    if valid {
+        Ok(token)
+    } else {
+        Err(AuthError::MalformedCredential)
+    }
+}
+
+/// The value of cookie `name`; two cookies of that name are ambiguous.
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
+    let mut found = None;
+    for header in headers.get_all(COOKIE) {
+        let Ok(header) = header.to_str() else {
+            continue;
+        };
+        for pair in header.split(';') {
+            let Some((key, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            if key == name {
+                if found.is_some() {
+                    return Err(AuthError::Ambiguous);
+                }
+                found = Some(value.trim_matches('"'));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Removes the credential the gateway consumed, so the upstream never sees it: the
+/// `Authorization` header, and the token cookie (other cookies are kept).
+pub fn remove(headers: &mut HeaderMap, cookie: Option<&str>) {
+    headers.remove(AUTHORIZATION);
+    let Some(name) = cookie else { return };
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(key, _)| key != name))
+        .map(str::to_string)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty() {
+        if let Ok(value) = http::HeaderValue::from_str(&kept.join("; ")) {
+            headers.insert(COOKIE, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn one_bearer_token_in_any_scheme_case() {
+        for value in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER abc.def.ghi",
+        ] {
+            let map = headers(&[("authorization", value)]);
+            assert_eq!(bearer(&map, None).unwrap(), Some("abc.def.ghi"));
+        }
+        assert_eq!(bearer(&HeaderMap::new(), None).unwrap(), None);
+    }
+
+    #[test]
+    fn two_credentials_are_ambiguous() {
+        let twice = headers(&[
+            ("authorization", "Bearer a.b.c"),
+            ("authorization", "Bearer d.e.f"),
+        ]);
+        assert!(matches!(bearer(&twice, None), Err(AuthError::Ambiguous)));
+        let both = headers(&[("authorization", "Bearer a.b.c"), ("cookie", "at=d.e.f")]);
+        assert!(matches!(
+            bearer(&both, Some("at")),
+            Err(AuthError::Ambiguous)
+        ));
+        let two_cookies = headers(&[("cookie", "at=a.b.c; at=d.e.f")]);
+        assert!(matches!(
+            bearer(&two_cookies, Some("at")),
+            Err(AuthError::Ambiguous)
+        ));
+    }
+
+    #[test]
+    fn malformed_credentials_are_refused() {
+        for value in ["Bearer", "Bearer ", "Bearer a b", "Bearer a\"b", "Token"] {
+            let map = headers(&[("authorization", value)]);
+            assert!(bearer(&map, None).is_err(), "{value}");
+        }
+        let basic = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
+        assert!(matches!(
+            bearer(&basic, None),
+            Err(AuthError::UnsupportedScheme)
+        ));
+    }
+
+    #[test]
+    fn the_cookie_is_read_only_when_named() {
+        let map = headers(&[("cookie", "theme=dark; at=a.b.c")]);
+        assert_eq!(bearer(&map, None).unwrap(), None);
+        assert_eq!(bearer(&map, Some("at")).unwrap(), Some("a.b.c"));
+    }
+
+    #[test]
+    fn removal_keeps_other_cookies() {
+        let mut map = headers(&[
+            ("authorization", "Bearer x"),
+            ("cookie", "theme=dark; at=a.b.c"),
+            ("cookie", "lang=en"),
+        ]);
+        remove(&mut map, Some("at"));
+        assert!(!map.contains_key("authorization"));
+        assert_eq!(map["cookie"], "theme=dark; lang=en");
+    }
+}

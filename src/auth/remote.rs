@@ -1,0 +1,371 @@
+//! Remote key sets (`jwks_url`, OIDC discovery): fetched and refreshed by a background task,
+//! never on the request path, with one exception: a token whose `kid` is unknown may trigger
+//! one refetch, shared by every request waiting on it (single flight), at most once per
+//! `refetch_cooldown`, and waited for only briefly.
+//!
+//! When the IdP cannot be reached the last good set keeps serving, up to `max_staleness`. A set
+//! never obtained (or gone stale) makes requests for that issuer 503, not 401: the gateway cannot
+//! decide, which is not the caller's fault.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::header::{ACCEPT, CACHE_CONTROL};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::RootCertStore;
+use serde_json::Value;
+
+use super::keys::{KeySet, Origin};
+use super::strict_json;
+use crate::clock::monotonic_ms;
+use crate::config::{RemoteLocation, RemoteSettings};
+use crate::metrics;
+
+/// The largest JWKS or discovery document accepted.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// How long one fetch (connect, response, body) may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request waits for an unknown-`kid` refetch before giving up on it.
+const REFETCH_WAIT: Duration = Duration::from_secs(2);
+/// The shortest interval Cache-Control can shorten the refresh to.
+const MIN_REFRESH: Duration = Duration::from_secs(30);
+/// The longest pause between retries after failures.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A key set as last fetched.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The usable keys.
+    pub keys: Arc<KeySet>,
+    /// When they were fetched (monotonic ms).
+    pub fetched_ms: u64,
+    /// The document they came from, to tell a changed set from a refetch of the same one.
+    document: Value,
+}
+
+/// One issuer's remote key set and the machinery that keeps it fresh.
+pub struct RemoteKeys {
+    settings: RemoteSettings,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    current: ArcSwapOption<Loaded>,
+    /// Bumped on every key-set change, so cached verifications made with older keys die.
+    generation: AtomicU64,
+    /// Single flight: one fetch at a time, whoever starts it.
+    fetching: tokio::sync::Mutex<()>,
+    /// When the last unknown-`kid` refetch started (monotonic ms; 0 = never).
+    last_forced_ms: AtomicU64,
+    /// The `jwks_uri` discovery found, reused until the next discovery.
+    discovered: Mutex<Option<Uri>>,
+}
+
+impl std::fmt::Debug for RemoteKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteKeys")
+            .field("issuer", &self.settings.issuer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteKeys {
+    /// Creates the key source and starts its background refresher (which stops when the
+    /// source is dropped, e.g. after a reload removed the issuer).
+    pub fn start(settings: RemoteSettings) -> Arc<RemoteKeys> {
+        let mut roots = RootCertStore::empty();
+        roots.extend(crate::proxy::upstream::system_roots().roots.iter().cloned());
+        for ca in &settings.ca {
+            let _ = roots.add(ca.clone());
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
+        .expect("the aws-lc-rs provider supports the default protocol versions");
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(FETCH_TIMEOUT));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let keys = Arc::new(RemoteKeys {
+            settings,
+            client,
+            current: ArcSwapOption::empty(),
+            generation: AtomicU64::new(0),
+            fetching: tokio::sync::Mutex::new(()),
+            last_forced_ms: AtomicU64::new(0),
+            discovered: Mutex::new(None),
+        });
+        tokio::spawn(refresh_loop(Arc::downgrade(&keys)));
+        keys
+    }
+
+    /// The settings this source was built from (a reload with equal settings reuses it).
+    pub fn settings(&self) -> &RemoteSettings {
+        &self.settings
+    }
+
+    /// The current keys, unless none were ever fetched or the last good ones are older than
+    /// `max_staleness`.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        let loaded = self.current.load();
+        let loaded = loaded.as_ref()?;
+        let age = Duration::from_millis(monotonic_ms().saturating_sub(loaded.fetched_ms));
+        (age <= self.settings.max_staleness).then(|| loaded.keys.clone())
+    }
+
+    /// Seconds since the keys were last fetched, if ever.
+    pub fn age(&self) -> Option<Duration> {
+        let loaded = self.current.load();
+        loaded
+            .as_ref()
+            .map(|l| Duration::from_millis(monotonic_ms().saturating_sub(l.fetched_ms)))
+    }
+
+    /// Changes whenever the key set does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// A token named a `kid` the current set lacks: refetch once, shared with every other
+    /// request doing the same, unless a refetch started within the cooldown. Returns whether
+    /// the key set changed since `seen_generation`.
+    pub async fn refetch_for_unknown_kid(&self, seen_generation: u64) -> bool {
+        let cooldown_ms =
+            u64::try_from(self.settings.refetch_cooldown.as_millis()).unwrap_or(u64::MAX);
+        let recently = |last: u64| last != 0 && monotonic_ms().saturating_sub(last) < cooldown_ms;
+        if recently(self.last_forced_ms.load(Ordering::Acquire)) {
+            return self.generation() != seen_generation;
+        }
+        let wait = async {
+            let _flight = self.fetching.lock().await;
+            // Whoever held the lock before us may have fetched already.
+            if self.generation() != seen_generation {
+                return true;
+            }
+            if recently(self.last_forced_ms.load(Ordering::Acquire)) {
+                return false;
+            }
+            self.last_forced_ms.store(monotonic_ms(), Ordering::Release);
+            let _ = self.fetch_and_store("unknown_kid").await;
+            self.generation() != seen_generation
+        };
+        tokio::time::timeout(REFETCH_WAIT, wait)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Fetches the set and swaps it in; returns the Cache-Control max-age, if any. The caller
+    /// holds `fetching` or is the background loop (which takes it itself).
+    async fn fetch_and_store(&self, trigger: &'static str) -> Result<Option<Duration>, String> {
+        let result = tokio::time::timeout(FETCH_TIMEOUT * 2, self.fetch())
+            .await
+            .unwrap_or_else(|_| Err("timed out".into()));
+        let issuer = self.settings.issuer_id.clone();
+        match result {
+            Ok((set, refused, max_age, document)) => {
+                for reason in refused {
+                    tracing::warn!(issuer = %issuer, %reason, "key refused");
+                    metrics::key_refused(&issuer);
+                }
+                let changed = self
+                    .current
+                    .load()
+                    .as_ref()
+                    .is_none_or(|old| old.document != document);
+                self.current.store(Some(Arc::new(Loaded {
+                    keys: Arc::new(set),
+                    fetched_ms: monotonic_ms(),
+                    document,
+                })));
+                if changed {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                }
+                tracing::debug!(issuer = %issuer, trigger, changed, "key set fetched");
+                metrics::jwks_refresh(&issuer, "ok");
+                Ok(max_age)
+            }
+            Err(error) => {
+                let stale = self.current.load().is_some();
+                tracing::warn!(issuer = %issuer, trigger, %error, keeping_last_good = stale, "key set fetch failed");
+                metrics::jwks_refresh(&issuer, "error");
+                Err(error)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Vec<String>, Option<Duration>, Value), String> {
+        let jwks_uri = match &self.settings.location {
+            RemoteLocation::Jwks(uri) => uri.clone(),
+            RemoteLocation::Discovery(issuer) => self.discover(issuer).await?,
+        };
+        let (document, max_age) = self.get_json(&jwks_uri).await?;
+        let (set, refused) =
+            KeySet::from_jwks(&document, Origin::Published, &self.settings.algorithms)?;
+        if set.is_empty() {
+            return Err(format!("the JWKS at {jwks_uri} holds no usable key"));
+        }
+        Ok((set, refused, max_age, document))
+    }
+
+    /// `{issuer}/.well-known/openid-configuration` → its `jwks_uri`, after checking the
+    /// document speaks for exactly the configured issuer.
+    async fn discover(&self, issuer: &Uri) -> Result<Uri, String> {
+        let base = issuer.to_string();
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            base.trim_end_matches('/')
+        );
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("cannot build the discovery URL from {base}"))?;
+        let document = match self.get_json(&uri).await {
+            Ok((document, _)) => document,
+            Err(error) => {
+                // Keep using the jwks_uri found before, if any: the keys may still be reachable.
+                let known = self.discovered.lock().ok().and_then(|d| d.clone());
+                return known.ok_or(error);
+            }
+        };
+        if document.get("issuer").and_then(Value::as_str) != Some(self.settings.issuer.as_str()) {
+            return Err("the discovery document names another issuer; refused".into());
+        }
+        let jwks_uri: Uri = document
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| u.parse().ok())
+            .ok_or("the discovery document has no valid `jwks_uri`")?;
+        let same_origin_http = jwks_uri.scheme_str() == Some("http")
+            && issuer.scheme_str() == Some("http")
+            && jwks_uri.host() == issuer.host();
+        if jwks_uri.scheme_str() != Some("https") && !same_origin_http {
+            return Err("the discovery document's `jwks_uri` is not https".into());
+        }
+        if let Ok(mut discovered) = self.discovered.lock() {
+            *discovered = Some(jwks_uri.clone());
+        }
+        Ok(jwks_uri)
+    }
+
+    /// GETs a JSON document: 200 only (redirects are not followed), bounded in size and time.
+    async fn get_json(&self, uri: &Uri) -> Result<(Value, Option<Duration>), String> {
+        let request = Request::get(uri.clone())
+            .header(ACCEPT, "application/json")
+            .body(Empty::new())
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response =
+                self.client.request(request).await.map_err(|e| {
+                    format!("GET {uri}: {}", crate::proxy::upstream::error_chain(&e))
+                })?;
+            if response.status().is_redirection() {
+                return Err(format!(
+                    "GET {uri}: answered {} (redirects are not followed)",
+                    response.status()
+                ));
+            }
+            if response.status() != StatusCode::OK {
+                return Err(format!("GET {uri}: answered {}", response.status()));
+            }
+            let max_age = response
+                .headers()
+                .get(CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok())
+                .and_then(max_age);
+            let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("GET {uri}: body: {e}"))?
+                .to_bytes();
+            let document =
+                strict_json::parse(&body).map_err(|e| format!("GET {uri}: not valid JSON: {e}"))?;
+            Ok((document, max_age))
+        };
+        tokio::time::timeout(FETCH_TIMEOUT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(format!("GET {uri}: timed out")))
+    }
+}
+
+/// `max-age=N` from a Cache-Control value.
+fn max_age(value: &str) -> Option<Duration> {
+    value.split(',').find_map(|directive| {
+        let (name, seconds) = directive.trim().split_once('=')?;
+        name.eq_ignore_ascii_case("max-age")
+            .then(|| {
+                seconds
+                    .trim()
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs)
+            })
+            .flatten()
+    })
+}
+
+/// Fetches at start, then every `refresh` (shortened by Cache-Control within bounds), backing
+/// off after failures. Ends when the key source is dropped.
+async fn refresh_loop(keys: Weak<RemoteKeys>) {
+    let mut failures: u32 = 0;
+    loop {
+        let Some(source) = keys.upgrade() else { return };
+        let refresh = source.settings.refresh;
+        let outcome = {
+            let _flight = source.fetching.lock().await;
+            source.fetch_and_store("refresh").await
+        };
+        let pause = match outcome {
+            Ok(max_age) => {
+                failures = 0;
+                match max_age {
+                    Some(age) if age < refresh => age.max(MIN_REFRESH.min(refresh)),
+                    _ => refresh,
+                }
+            }
+            Err(_) => {
+                failures = failures.saturating_add(1);
+                let backoff = Duration::from_millis(500u64.saturating_mul(1 << failures.min(10)));
+                backoff
+                    .min(MAX_BACKOFF)
+                    .min(refresh.max(Duration::from_secs(1)))
+            }
+        };
+        metrics::jwks_age(&source.settings.issuer_id, source.age());
+        drop(source);
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            max_age("Max-Age=\"60\", must-revalidate"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(max_age("no-store"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+}
