@@ -339,6 +339,23 @@ fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+/// The public JWK of a private key. Ed25519 is derived here because jsonwebtoken reads only
+/// PKCS#8 v1 Ed25519 documents, while OpenSSL 3 and aws-lc write v2.
+fn public_jwk(key: &EncodingKey, algorithm: Algorithm) -> Option<serde_json::Value> {
+    if algorithm == Algorithm::EdDSA {
+        use aws_lc_rs::signature::KeyPair;
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(key.as_bytes())
+            .ok()?;
+        let x = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            pair.public_key().as_ref(),
+        );
+        return Some(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}));
+    }
+    let jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(key, algorithm).ok()?;
+    serde_json::to_value(&jwk).ok()
+}
+
 /// Reads one type of PEM private key.
 type PemLoader = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
 
@@ -370,10 +387,7 @@ fn private_key(
         let Ok(key) = load(pem) else { continue };
         for algorithm in algorithms.iter().filter(|a| allowed.contains(a)) {
             // The public half, as a JWK, goes through the same checks as any other key.
-            let Ok(jwk) = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, *algorithm) else {
-                continue;
-            };
-            let Ok(mut jwk) = serde_json::to_value(&jwk) else {
+            let Some(mut jwk) = public_jwk(&key, *algorithm) else {
                 continue;
             };
             if let Some(object) = jwk.as_object_mut() {

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod certs;
+pub mod idp;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
