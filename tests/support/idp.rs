@@ -19,6 +19,8 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+type PemLoader = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+
 /// A signing key with its public JWK.
 pub struct TestKey {
     pub kid: String,
@@ -35,10 +37,7 @@ pub struct TestKey {
 impl TestKey {
     /// A fresh key for `alg` (RS*/PS* → RSA 2048, ES256 → P-256, ES384 → P-384, EdDSA → Ed25519).
     pub fn generate(kid: &str, alg: Algorithm) -> TestKey {
-        let (rcgen_alg, load): (
-            &'static rcgen::SignatureAlgorithm,
-            fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>,
-        ) = match alg {
+        let (rcgen_alg, load): (&'static rcgen::SignatureAlgorithm, PemLoader) = match alg {
             Algorithm::RS256
             | Algorithm::RS384
             | Algorithm::RS512
