@@ -99,6 +99,7 @@ fn benches(c: &mut Criterion) {
         signing: None,
         leeway: std::time::Duration::from_secs(30),
         required_for_ready: true,
+        roles_claim: "roles".into(),
     };
     let requirement = AuthRequirement {
         jwt: true,
@@ -119,7 +120,8 @@ fn benches(c: &mut Criterion) {
         ("authenticate RS256, cache hit", 100_000),
         ("authenticate RS256, cache off", 0),
     ] {
-        let authenticator = Authenticator::new(std::slice::from_ref(&settings), cache_size, None);
+        let authenticator =
+            Authenticator::new(std::slice::from_ref(&settings), None, cache_size, None);
         c.bench_function(name, |b| {
             b.iter(|| {
                 runtime

@@ -44,9 +44,29 @@ pub enum AuthError {
         /// The issuer id, for logs.
         issuer: String,
     },
+    /// A credential of a kind the route does not accept.
+    #[error("this route does not accept this kind of credential")]
+    MethodNotAccepted,
+    /// The API key was refused.
+    #[error("{}", api_key_description(*.0))]
+    ApiKey(crate::auth::api_keys::KeyRefusal),
+    /// A good credential without a role or claim the route needs.
+    #[error("{0}")]
+    Forbidden(&'static str),
     /// An identity value that cannot be passed on as a header (CR, LF, NUL…).
     #[error("the credential holds a value that cannot be passed on safely")]
     UnsafeIdentity,
+}
+
+/// What a caller is told about a refused API key. Unknown and disabled keys read the same, so
+/// the answer does not confirm that a revoked key ever existed.
+fn api_key_description(refusal: crate::auth::api_keys::KeyRefusal) -> &'static str {
+    use crate::auth::api_keys::KeyRefusal;
+    match refusal {
+        KeyRefusal::Malformed => "the API key is malformed (wrong format or checksum)",
+        KeyRefusal::Expired => "the API key has expired",
+        KeyRefusal::Unknown | KeyRefusal::Disabled => "the API key is not valid",
+    }
 }
 
 impl AuthError {
@@ -61,6 +81,14 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::UnsafeIdentity => "unsafe_identity",
+            AuthError::MethodNotAccepted => "method_not_accepted",
+            AuthError::ApiKey(refusal) => match refusal {
+                crate::auth::api_keys::KeyRefusal::Malformed => "malformed",
+                crate::auth::api_keys::KeyRefusal::Unknown => "unknown_key",
+                crate::auth::api_keys::KeyRefusal::Expired => "expired",
+                crate::auth::api_keys::KeyRefusal::Disabled => "revoked",
+            },
+            AuthError::Forbidden(_) => "insufficient_scope",
         }
     }
 
@@ -70,11 +98,15 @@ impl AuthError {
             AuthError::Missing | AuthError::KeysUnavailable { .. } => None,
             AuthError::Ambiguous
             | AuthError::MalformedCredential
-            | AuthError::UnsupportedScheme => Some("invalid_request"),
-            AuthError::Token(_) | AuthError::IssuerNotAccepted | AuthError::UnsafeIdentity => {
-                Some("invalid_token")
+            | AuthError::UnsupportedScheme
+            | AuthError::MethodNotAccepted => Some("invalid_request"),
+            AuthError::Token(_)
+            | AuthError::IssuerNotAccepted
+            | AuthError::UnsafeIdentity
+            | AuthError::ApiKey(_) => Some("invalid_token"),
+            AuthError::InsufficientScope { .. } | AuthError::Forbidden(_) => {
+                Some("insufficient_scope")
             }
-            AuthError::InsufficientScope { .. } => Some("insufficient_scope"),
         }
     }
 
@@ -160,7 +192,9 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Auth(AuthError::InsufficientScope { .. }) => StatusCode::FORBIDDEN,
+            GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => {
+                StatusCode::FORBIDDEN
+            }
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

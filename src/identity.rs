@@ -77,25 +77,63 @@ impl IdentityStripper {
     }
 }
 
-/// Sets the identity headers for `identity`. A value that is not a valid header value (CR, LF,
-/// NUL, other control bytes) refuses the request rather than being altered or dropped.
+/// Sets the identity headers for `identity`: subject, method, issuer, scopes, key id, and each
+/// mapped claim (by dotted path; arrays joined with spaces). A value that is not a valid header
+/// value (CR, LF, NUL, other control bytes) refuses the request rather than being altered or
+/// dropped. UTF-8 text is passed on as its bytes.
 pub fn inject(
     headers: &mut HeaderMap,
     settings: &IdentitySettings,
     identity: &Identity,
 ) -> Result<(), AuthError> {
-    let value = |text: &str| HeaderValue::from_str(text).map_err(|_| AuthError::UnsafeIdentity);
+    let value = |text: &str| {
+        HeaderValue::from_bytes(text.as_bytes()).map_err(|_| AuthError::UnsafeIdentity)
+    };
     headers.insert(settings.subject.clone(), value(identity.subject())?);
     headers.insert(
         settings.method.clone(),
-        HeaderValue::from_static(identity.method),
+        HeaderValue::from_static(identity.method()),
     );
-    headers.insert(settings.issuer.clone(), value(&identity.issuer)?);
+    if let Some(issuer) = identity.issuer() {
+        headers.insert(settings.issuer.clone(), value(issuer)?);
+    }
     let scopes = identity.scopes();
     if !scopes.is_empty() {
         headers.insert(settings.scopes.clone(), value(&scopes.join(" "))?);
     }
+    if let Some(key_id) = identity.key_id() {
+        headers.insert(settings.key_id.clone(), value(key_id)?);
+    }
+    if let Some(claims) = identity.claims() {
+        for (path, header) in &settings.claims {
+            let Some(text) = crate::auth::claim_at(claims, path).and_then(claim_text) else {
+                continue;
+            };
+            headers.insert(header.clone(), value(&text)?);
+        }
+    }
     Ok(())
+}
+
+/// A claim as header text: strings as they are, numbers and booleans written out, arrays of
+/// those joined with spaces. Objects and nulls have no header form.
+fn claim_text(claim: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match claim {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(claim.to_string()),
+        Value::Array(items) => {
+            let parts: Option<Vec<String>> = items
+                .iter()
+                .map(|item| match item {
+                    Value::Array(_) | Value::Object(_) | Value::Null => None,
+                    scalar => claim_text(scalar),
+                })
+                .collect();
+            parts.map(|p| p.join(" "))
+        }
+        Value::Object(_) | Value::Null => None,
+    }
 }
 
 #[cfg(test)]

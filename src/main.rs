@@ -24,6 +24,28 @@ enum Command {
     Check(ConfigArg),
     /// Mint a token with a configured issuer that holds a secret or private key (dev, tests).
     Token(TokenArgs),
+    /// API key management.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new API key (once) and the keys-file entry that holds only its hash.
+    New {
+        /// The subject the key speaks for.
+        #[arg(long)]
+        subject: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Lifetime, e.g. "90d".
+        #[arg(long)]
+        expires: Option<String>,
+        /// The entry id; default: the subject and part of the hash.
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -71,6 +93,38 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args.config),
         Command::Run(args) => run(&args.config),
         Command::Token(args) => token(&args),
+        Command::Keys(KeysCommand::New {
+            subject,
+            scopes,
+            expires,
+            id,
+        }) => new_key(&subject, &scopes, expires.as_deref(), id.as_deref()),
+    }
+}
+
+fn new_key(subject: &str, scopes: &[String], expires: Option<&str>, id: Option<&str>) -> ExitCode {
+    let expires = match expires
+        .map(authgate::config::units::parse_duration)
+        .transpose()
+    {
+        Ok(lifetime) => lifetime.map(|d| {
+            authgate::auth::unix_now() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
+        }),
+        Err(message) => {
+            eprintln!("authgate keys new: --expires: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match authgate::auth::api_keys::new_entry(id, subject, scopes, expires) {
+        Ok((key, entry)) => {
+            eprintln!("The key is shown once; give it to its holder now. Add the entry below to the keys file.");
+            println!("{key}\n\n{entry}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("authgate keys new: {message}");
+            ExitCode::FAILURE
+        }
     }
 }
 

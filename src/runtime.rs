@@ -48,6 +48,7 @@ impl Snapshot {
             identity: IdentityStripper::new(&config.identity),
             auth: Authenticator::new(
                 &config.issuers,
+                config.api_keys.as_ref(),
                 config.server.token_cache_size,
                 previous.map(|p| &p.auth),
             ),

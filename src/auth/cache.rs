@@ -21,6 +21,8 @@ pub struct Verified {
     pub generation: u64,
     /// The checked claims.
     pub claims: Claims,
+    /// Roles from the issuer's roles claim.
+    pub roles: Vec<String>,
 }
 
 /// Verified tokens by hash.
@@ -108,6 +110,7 @@ mod tests {
                 expires_at,
                 all: serde_json::Value::Null,
             },
+            roles: vec![],
         })
     }
 

@@ -43,6 +43,24 @@ pub fn bearer<'h>(
     }
 }
 
+/// The one value of `header`, if present; two of them are ambiguous.
+pub fn single<'h>(
+    headers: &'h HeaderMap,
+    header: &http::HeaderName,
+) -> Result<Option<&'h str>, AuthError> {
+    let mut values = headers.get_all(header).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::Ambiguous);
+    }
+    value
+        .to_str()
+        .map(|v| Some(v.trim()))
+        .map_err(|_| AuthError::MalformedCredential)
+}
+
 /// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 fn b64token(token: &str) -> Result<&str, AuthError> {
     let body = token.trim_end_matches('=');
@@ -79,10 +97,17 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
     Ok(found)
 }
 
-/// Removes the credential the gateway consumed, so the upstream never sees it: the
-/// `Authorization` header, and the token cookie (other cookies are kept).
-pub fn remove(headers: &mut HeaderMap, cookie: Option<&str>) {
+/// Removes the credentials the gateway consumes, so the upstream never sees them: the
+/// `Authorization` header, the API key header, and the token cookie (other cookies are kept).
+pub fn remove(
+    headers: &mut HeaderMap,
+    api_key_header: Option<&http::HeaderName>,
+    cookie: Option<&str>,
+) {
     headers.remove(AUTHORIZATION);
+    if let Some(header) = api_key_header {
+        headers.remove(header);
+    }
     let Some(name) = cookie else { return };
     let kept: Vec<String> = headers
         .get_all(COOKIE)
@@ -173,7 +198,7 @@ mod tests {
             ("cookie", "theme=dark; at=a.b.c"),
             ("cookie", "lang=en"),
         ]);
-        remove(&mut map, Some("at"));
+        remove(&mut map, None, Some("at"));
         assert!(!map.contains_key("authorization"));
         assert_eq!(map["cookie"], "theme=dark; lang=en");
     }

@@ -7,9 +7,11 @@
 //! the signature with the issuer's keys (an unknown `kid` may trigger one shared, rate-limited
 //! refetch); validate the claims; check the route's scopes.
 
+pub mod api_keys;
 pub mod cache;
 pub mod credentials;
 pub mod jwt;
+pub mod key_store;
 pub mod keys;
 pub mod mint;
 pub mod remote;
@@ -21,34 +23,95 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 
-use crate::config::{AuthRequirement, IssuerSettings, KeySource};
+use crate::config::{ApiKeySettings, AuthRequirement, IssuerSettings, KeySource};
 use crate::error::AuthError;
+use api_keys::KeyEntry;
 use cache::{TokenCache, Verified};
 use jwt::{ClaimRules, JwtError};
+use key_store::KeyStore;
 use keys::KeySet;
 use remote::RemoteKeys;
 
 /// Who the caller is, as established by a credential.
 #[derive(Debug, Clone)]
-pub struct Identity {
-    /// `jwt` or `api_key`.
-    pub method: &'static str,
-    /// The verification behind this identity.
-    pub verified: Arc<Verified>,
-    /// The issuer's `iss`.
-    pub issuer: String,
+pub enum Identity {
+    /// A verified bearer JWT.
+    Jwt {
+        /// The verification behind it.
+        verified: Arc<Verified>,
+        /// The issuer's `iss`.
+        issuer: Arc<Issuer>,
+    },
+    /// A valid API key.
+    ApiKey(Arc<KeyEntry>),
 }
 
 impl Identity {
+    /// `jwt` or `api_key`.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Identity::Jwt { .. } => "jwt",
+            Identity::ApiKey(_) => "api_key",
+        }
+    }
+
     /// The caller's subject.
     pub fn subject(&self) -> &str {
-        &self.verified.claims.subject
+        match self {
+            Identity::Jwt { verified, .. } => &verified.claims.subject,
+            Identity::ApiKey(entry) => &entry.subject,
+        }
     }
 
     /// The granted scopes.
     pub fn scopes(&self) -> &[String] {
-        &self.verified.claims.scopes
+        match self {
+            Identity::Jwt { verified, .. } => &verified.claims.scopes,
+            Identity::ApiKey(entry) => &entry.scopes,
+        }
     }
+
+    /// The granted roles.
+    pub fn roles(&self) -> &[String] {
+        match self {
+            Identity::Jwt { verified, .. } => &verified.roles,
+            Identity::ApiKey(entry) => &entry.roles,
+        }
+    }
+
+    /// The token issuer's `iss` (JWT only).
+    pub fn issuer(&self) -> Option<&str> {
+        match self {
+            Identity::Jwt { issuer, .. } => Some(&issuer.settings.issuer),
+            Identity::ApiKey(_) => None,
+        }
+    }
+
+    /// The API key's id (API keys only).
+    pub fn key_id(&self) -> Option<&str> {
+        match self {
+            Identity::Jwt { .. } => None,
+            Identity::ApiKey(entry) => Some(&entry.id),
+        }
+    }
+
+    /// The token's claims (JWT only).
+    pub fn claims(&self) -> Option<&serde_json::Value> {
+        match self {
+            Identity::Jwt { verified, .. } => Some(&verified.claims.all),
+            Identity::ApiKey(_) => None,
+        }
+    }
+}
+
+/// The value at a dotted path (`realm_access.roles`) of a claims set.
+pub fn claim_at<'v>(claims: &'v serde_json::Value, path: &str) -> Option<&'v serde_json::Value> {
+    // A claim whose own name holds a dot wins over the nested reading.
+    if let Some(value) = claims.get(path) {
+        return Some(value);
+    }
+    path.split('.')
+        .try_fold(claims, |value, part| value.get(part))
 }
 
 /// One configured issuer with its keys.
@@ -122,12 +185,15 @@ pub struct Authenticator {
     issuers: Vec<Arc<Issuer>>,
     by_iss: HashMap<String, usize>,
     cache: TokenCache,
+    api_keys: Option<Arc<KeyStore>>,
 }
 
 impl Authenticator {
-    /// Builds the issuers (reusing remote key sources from `previous` where unchanged).
+    /// Builds the issuers (reusing remote key sources from `previous` where unchanged) and the
+    /// API key store.
     pub fn new(
         settings: &[IssuerSettings],
+        api_keys: Option<&ApiKeySettings>,
         cache_size: usize,
         previous: Option<&Authenticator>,
     ) -> Self {
@@ -145,6 +211,7 @@ impl Authenticator {
             issuers,
             by_iss,
             cache: TokenCache::new(cache_size),
+            api_keys: api_keys.map(KeyStore::start),
         }
     }
 
@@ -158,29 +225,43 @@ impl Authenticator {
         self.issuers.iter().all(|issuer| issuer.is_ready())
     }
 
-    /// Authenticates a request for a route that is not public.
+    /// The API key header, when API keys are configured.
+    pub fn api_key_header(&self) -> Option<&http::HeaderName> {
+        self.api_keys.as_ref().map(|store| &store.header)
+    }
+
+    /// Authenticates a request for a route that is not public, then checks that the identity
+    /// holds what the route requires (scopes, roles, claims).
     pub async fn authenticate(
         &self,
         requirement: &AuthRequirement,
         headers: &HeaderMap,
     ) -> Result<Identity, AuthError> {
-        let token = credentials::bearer(headers, requirement.cookie.as_deref())?;
-        let Some(token) = token.filter(|_| requirement.jwt) else {
-            return Err(AuthError::Missing);
+        let api_key = match &self.api_keys {
+            Some(store) => credentials::single(headers, &store.header)?,
+            None => None,
         };
-        let identity = self.verify_jwt(token, requirement).await?;
-        let missing: Vec<&str> = requirement
-            .scopes
-            .iter()
-            .filter(|needed| !identity.scopes().contains(needed))
-            .map(String::as_str)
-            .collect();
-        if !missing.is_empty() {
-            return Err(AuthError::InsufficientScope {
-                needed: requirement.scopes.join(" "),
-            });
-        }
+        let token = credentials::bearer(headers, requirement.cookie.as_deref())?;
+        let identity = match (api_key, token) {
+            // Two credentials are never merged, nor one picked over the other.
+            (Some(_), Some(_)) => return Err(AuthError::Ambiguous),
+            (None, None) => return Err(AuthError::Missing),
+            (Some(_), None) if !requirement.api_key => return Err(AuthError::MethodNotAccepted),
+            (None, Some(_)) if !requirement.jwt => return Err(AuthError::MethodNotAccepted),
+            (Some(key), None) => self.check_api_key(key)?,
+            (None, Some(token)) => self.verify_jwt(token, requirement).await?,
+        };
+        authorize(requirement, &identity)?;
         Ok(identity)
+    }
+
+    fn check_api_key(&self, key: &str) -> Result<Identity, AuthError> {
+        let store = self.api_keys.as_ref().ok_or(AuthError::MethodNotAccepted)?;
+        let entry = store
+            .table()
+            .check(key, unix_now())
+            .map_err(AuthError::ApiKey)?;
+        Ok(Identity::ApiKey(entry))
     }
 
     async fn verify_jwt(
@@ -240,10 +321,12 @@ impl Authenticator {
             now,
         };
         let claims = jwt::validate_claims(claims, &rules).map_err(AuthError::Token)?;
+        let roles = roles_of(&claims.all, &issuer.settings.roles_claim)?;
         let verified = Arc::new(Verified {
             issuer: index,
             generation,
             claims,
+            roles,
         });
         self.cache.insert(key, verified.clone(), now);
         self.identity(verified, requirement)
@@ -259,12 +342,65 @@ impl Authenticator {
             .get(verified.issuer)
             .ok_or(AuthError::Token(JwtError::WrongIssuer))?;
         accepts_issuer(requirement, issuer)?;
-        Ok(Identity {
-            method: "jwt",
-            issuer: issuer.settings.issuer.clone(),
+        Ok(Identity::Jwt {
+            issuer: issuer.clone(),
             verified,
         })
     }
+}
+
+/// Roles from the claim at `path`: an array of strings, or a space-separated string.
+fn roles_of(claims: &serde_json::Value, path: &str) -> Result<Vec<String>, AuthError> {
+    match claim_at(claims, path) {
+        None => Ok(Vec::new()),
+        Some(serde_json::Value::String(roles)) => Ok(roles
+            .split(' ')
+            .filter(|r| !r.is_empty())
+            .map(str::to_string)
+            .collect()),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_string))
+            .collect::<Option<Vec<String>>>()
+            .ok_or(AuthError::Token(JwtError::InvalidClaims(
+                "the roles claim holds a non-string",
+            ))),
+        Some(_) => Err(AuthError::Token(JwtError::InvalidClaims(
+            "the roles claim is not a list of strings",
+        ))),
+    }
+}
+
+/// The route's authorization rules: every scope, at least one role (when listed), every claim.
+fn authorize(requirement: &AuthRequirement, identity: &Identity) -> Result<(), AuthError> {
+    let granted = identity.scopes();
+    if !requirement
+        .scopes
+        .iter()
+        .all(|needed| granted.contains(needed))
+    {
+        return Err(AuthError::InsufficientScope {
+            needed: requirement.scopes.join(" "),
+        });
+    }
+    if !requirement.roles.is_empty()
+        && !requirement
+            .roles
+            .iter()
+            .any(|role| identity.roles().contains(role))
+    {
+        return Err(AuthError::Forbidden(
+            "the credential holds none of the roles this route needs",
+        ));
+    }
+    for (path, expected) in &requirement.claims {
+        if identity.claims().and_then(|claims| claim_at(claims, path)) != Some(expected) {
+            return Err(AuthError::Forbidden(
+                "the credential's claims do not match what this route needs",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn accepts_issuer(requirement: &AuthRequirement, issuer: &Issuer) -> Result<(), AuthError> {

@@ -36,6 +36,8 @@ pub struct IssuerSettings {
     pub leeway: Duration,
     /// Whether `/readyz` waits for this issuer's keys.
     pub required_for_ready: bool,
+    /// The claim (dotted path) holding the caller's roles.
+    pub roles_claim: String,
 }
 
 /// Where an issuer's verification keys come from.
@@ -296,6 +298,11 @@ impl Validator<'_> {
             signing,
             leeway,
             required_for_ready: raw.required_for_ready.unwrap_or(true),
+            roles_claim: raw
+                .roles_claim
+                .as_ref()
+                .and_then(|r| self.text(r))
+                .unwrap_or_else(|| "roles".into()),
         })
     }
 

@@ -26,6 +26,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::auth::api_keys::KeyTable;
+
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
 use raw::{RawConfig, Text};
@@ -52,6 +54,21 @@ pub struct Config {
     pub routes: Vec<RouteSettings>,
     /// `[[issuers]]`, in file order.
     pub issuers: Vec<IssuerSettings>,
+    /// `[api_keys]`, with its keys loaded.
+    pub api_keys: Option<ApiKeySettings>,
+}
+
+/// `[api_keys]`: where keys are presented and the keys themselves.
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    /// The request header carrying the key.
+    pub header: HeaderName,
+    /// The keys file, watched for changes.
+    pub file: Option<PathBuf>,
+    /// Keys written inline in gateway.toml.
+    pub inline: Arc<KeyTable>,
+    /// File and inline keys, as loaded.
+    pub table: Arc<KeyTable>,
 }
 
 /// `[server]`: listeners and the limits that protect them.
@@ -209,6 +226,10 @@ pub struct AuthRequirement {
     pub issuers: Option<Vec<String>>,
     /// Scopes the credential must all hold.
     pub scopes: Vec<String>,
+    /// The credential must hold at least one of these roles (when any are listed).
+    pub roles: Vec<String>,
+    /// Claims (by dotted path) that must equal these values exactly.
+    pub claims: Vec<(String, serde_json::Value)>,
     /// A cookie that may carry the bearer token (browsers, WebSocket upgrades).
     pub cookie: Option<String>,
 }
@@ -329,7 +350,7 @@ impl Validator<'_> {
         })
     }
 
-    fn config(&mut self, raw: RawConfig) -> Config {
+    fn config(&mut self, mut raw: RawConfig) -> Config {
         let server = self.server(&raw.server);
         let admin = raw.admin.as_ref().and_then(|a| self.address(&a.listen));
         let certificates = raw
@@ -353,7 +374,8 @@ impl Validator<'_> {
             }
         }
         let issuers = self.issuers(&raw.issuers);
-        let routes = self.routes(&raw.routes, &mut upstreams, &issuers);
+        let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
+        let routes = self.routes(&raw.routes, &mut upstreams, &issuers, api_keys.is_some());
         if server.http.is_none() && server.https.is_none() {
             self.error(0..0, "no listener: set `http` or `https` in [server]");
         }
@@ -366,7 +388,50 @@ impl Validator<'_> {
             upstreams,
             routes,
             issuers,
+            api_keys,
         }
+    }
+
+    fn api_keys(&mut self, raw: toml::Spanned<raw::RawApiKeys>) -> Option<ApiKeySettings> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let header = self.header_name(raw.header.as_ref(), "x-api-key");
+        let file = raw.file.as_ref().and_then(|f| self.path(f));
+        let entries: Vec<_> = raw
+            .keys
+            .into_iter()
+            .map(|k| (k, self.file, self.source))
+            .collect();
+        let inline = match crate::auth::api_keys::build(&entries) {
+            Ok(table) => table,
+            Err(diagnostics) => {
+                self.errors.extend(diagnostics);
+                return None;
+            }
+        };
+        let table = match &file {
+            Some(path) => match crate::auth::api_keys::load_file(path) {
+                Ok(table) => table.merged_with(&inline),
+                Err(diagnostics) => {
+                    self.errors.extend(diagnostics);
+                    return None;
+                }
+            },
+            None if inline.is_empty() => {
+                self.error(
+                    span,
+                    "[api_keys] needs a `file` or inline [[api_keys.keys]] entries",
+                );
+                return None;
+            }
+            None => KeyTable::default().merged_with(&inline),
+        };
+        Some(ApiKeySettings {
+            header,
+            file,
+            inline: Arc::new(inline),
+            table: Arc::new(table),
+        })
     }
 
     fn server(&mut self, raw: &raw::RawServer) -> ServerSettings {
@@ -626,6 +691,7 @@ impl Validator<'_> {
         raw: &[toml::Spanned<raw::RawRoute>],
         upstreams: &mut BTreeMap<String, UpstreamSettings>,
         issuers: &[IssuerSettings],
+        api_keys: bool,
     ) -> Vec<RouteSettings> {
         let mut seen_ids = HashSet::new();
         let mut routes = Vec::new();
@@ -657,7 +723,7 @@ impl Validator<'_> {
             });
             let target = self.route_target(&route.upstream, upstreams);
             let public = route.public.unwrap_or(false);
-            let auth = self.auth_requirement(&id, spanned, public, issuers);
+            let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
             if let Some(target) = target {
                 routes.push(RouteSettings {
                     id,
@@ -679,6 +745,7 @@ impl Validator<'_> {
         spanned: &toml::Spanned<raw::RawRoute>,
         public: bool,
         issuers: &[IssuerSettings],
+        api_keys: bool,
     ) -> AuthRequirement {
         let route = spanned.get_ref();
         let texts = |v: &Option<Vec<Text>>| v.iter().flatten().cloned().collect::<Vec<Text>>();
@@ -687,6 +754,8 @@ impl Validator<'_> {
                 ("auth", route.auth.is_some()),
                 ("issuers", route.issuers.is_some()),
                 ("scopes", route.scopes.is_some()),
+                ("roles", route.roles.is_some()),
+                ("claims", route.claims.is_some()),
                 ("cookie", route.cookie.is_some()),
             ] {
                 if present {
@@ -732,6 +801,21 @@ impl Validator<'_> {
             .iter()
             .filter_map(|s| self.text(s))
             .collect();
+        requirement.roles = texts(&route.roles)
+            .iter()
+            .filter_map(|s| self.text(s))
+            .collect();
+        for (path, value) in route.claims.iter().flatten() {
+            match serde_json::to_value(value.get_ref()) {
+                Ok(json) if json.is_string() || json.is_number() || json.is_boolean() => {
+                    requirement.claims.push((path.clone(), json))
+                }
+                _ => self.error(
+                    value.span(),
+                    format!("claim `{path}` must be matched against a string, number or boolean"),
+                ),
+            }
+        }
         requirement.cookie = route.cookie.as_ref().and_then(|c| self.text(c));
         // API keys arrive with the `[api_keys]` table; until one is configured only JWTs can
         // satisfy a route, and a route no credential can satisfy is a mistake, not a lock.
@@ -739,10 +823,10 @@ impl Validator<'_> {
             Some(allowed) => !allowed.is_empty(),
             None => !issuers.is_empty(),
         };
-        if !(requirement.jwt && usable_issuers) {
+        if !(requirement.jwt && usable_issuers || requirement.api_key && api_keys) {
             self.error(
                 spanned.span(),
-                format!("route `{id}` requires credentials, but none it accepts can be presented: configure an [[issuers]] entry (and accept \"jwt\"), or set `public = true`"),
+                format!("route `{id}` requires credentials, but none it accepts can be presented: configure an [[issuers]] entry (and accept \"jwt\") or [api_keys] (and accept \"api_key\"), or set `public = true`"),
             );
         }
         requirement

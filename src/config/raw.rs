@@ -26,6 +26,17 @@ pub struct RawConfig {
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     pub issuers: Vec<Spanned<RawIssuer>>,
+    pub api_keys: Option<Spanned<RawApiKeys>>,
+}
+
+/// `[api_keys]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub header: Option<Text>,
+    pub file: Option<Text>,
+    #[serde(default)]
+    pub keys: Vec<Spanned<crate::auth::api_keys::RawKey>>,
 }
 
 /// `[server]`.
@@ -110,6 +121,8 @@ pub struct RawRoute {
     pub auth: Option<Vec<Text>>,
     pub issuers: Option<Vec<Text>>,
     pub scopes: Option<Vec<Text>>,
+    pub roles: Option<Vec<Text>>,
+    pub claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
     pub cookie: Option<Text>,
 }
 
@@ -136,4 +149,5 @@ pub struct RawIssuer {
     pub max_staleness: Option<Text>,
     pub refetch_cooldown: Option<Text>,
     pub required_for_ready: Option<bool>,
+    pub roles_claim: Option<Text>,
 }

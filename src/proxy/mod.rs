@@ -120,7 +120,9 @@ async fn forward(
         let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
         crate::metrics::auth_decision(
             &route.id,
-            "jwt",
+            outcome
+                .as_ref()
+                .map_or("none", |identity| identity.method()),
             if outcome.is_ok() { "allow" } else { "deny" },
             reason,
         );
@@ -166,7 +168,11 @@ async fn forward(
     // `Connection` cannot make them disappear.
     if let Some(identity) = &identity {
         if !snapshot.config.identity.forward_credentials {
-            crate::auth::credentials::remove(headers, route.auth.cookie.as_deref());
+            crate::auth::credentials::remove(
+                headers,
+                snapshot.auth.api_key_header(),
+                route.auth.cookie.as_deref(),
+            );
         }
         crate::identity::inject(headers, &snapshot.config.identity, identity)?;
     }

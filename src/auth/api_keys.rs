@@ -1,0 +1,487 @@
+//! API keys: their format, the keys file, and the table requests are checked against.
+//!
+//! A key is `agk_` + 52 base32 characters (256 bits from the OS random source) + a 7-character
+//! checksum (the first 32 bits of SHA-256 over prefix and body). A mistyped or truncated key
+//! fails the checksum and is refused before any lookup; the fixed prefix lets secret scanners
+//! recognise a leaked key. The keys file stores only `sha256:` of each key, never the key, and
+//! lookup is one hash-map probe on that digest, whatever the number of keys.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::config::{line_and_column, Diagnostic};
+
+/// The fixed prefix of every key.
+pub const PREFIX: &str = "agk_";
+const BODY_BYTES: usize = 32;
+const BODY_CHARS: usize = 52;
+const CHECK_CHARS: usize = 7;
+/// Total length of a key.
+pub const KEY_LEN: usize = PREFIX.len() + BODY_CHARS + CHECK_CHARS;
+const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// Lowercase RFC 4648 base32 without padding.
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+fn checksum(prefix_and_body: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, prefix_and_body.as_bytes());
+    let mut check = base32(&digest.as_ref()[..5]);
+    check.truncate(CHECK_CHARS);
+    check
+}
+
+/// A new key from the operating system's random source.
+pub fn generate() -> Result<String, String> {
+    let mut body = [0u8; BODY_BYTES];
+    aws_lc_rs::rand::fill(&mut body).map_err(|_| "the system random source failed".to_string())?;
+    let mut key = format!("{PREFIX}{}", base32(&body));
+    key.truncate(PREFIX.len() + BODY_CHARS);
+    let check = checksum(&key);
+    key.push_str(&check);
+    Ok(key)
+}
+
+/// Whether `key` has the format and a correct checksum (says nothing about whether it exists).
+pub fn well_formed(key: &str) -> bool {
+    key.len() == KEY_LEN
+        && key.starts_with(PREFIX)
+        && key[PREFIX.len()..].bytes().all(|b| ALPHABET.contains(&b))
+        && {
+            let (head, check) = key.split_at(PREFIX.len() + BODY_CHARS);
+            checksum(head) == check
+        }
+}
+
+/// SHA-256 of a key: what the keys file stores and the table is keyed by.
+pub fn digest(key: &str) -> [u8; 32] {
+    super::cache::token_hash(key)
+}
+
+/// The `sha256:` form of a key's digest, as written in the keys file.
+pub fn hash_text(key: &str) -> String {
+    let digest = digest(key);
+    let mut text = String::from("sha256:");
+    for byte in digest {
+        text.push_str(&format!("{byte:02x}"));
+    }
+    text
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix("sha256:")?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+/// One key's entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// A name for the key (logs, `X-Auth-Key-Id`); never the key.
+    pub id: String,
+    /// Who the key speaks for.
+    pub subject: String,
+    /// Scopes it grants.
+    pub scopes: Vec<String>,
+    /// Roles it grants.
+    pub roles: Vec<String>,
+    /// Expiry, seconds since the epoch.
+    pub expires: Option<i64>,
+    /// A disabled key is refused like a missing one.
+    pub disabled: bool,
+}
+
+/// The keys, by digest.
+#[derive(Debug, Default)]
+pub struct KeyTable {
+    by_digest: HashMap<[u8; 32], Arc<KeyEntry>>,
+}
+
+/// Why a presented key was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// Wrong format or checksum: refused before any lookup.
+    Malformed,
+    /// Not in the table.
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Marked disabled.
+    Disabled,
+}
+
+impl KeyTable {
+    /// This table with `other`'s keys added (inline keys beside the file's).
+    pub fn merged_with(mut self, other: &KeyTable) -> KeyTable {
+        for (digest, entry) in &other.by_digest {
+            self.by_digest
+                .entry(*digest)
+                .or_insert_with(|| entry.clone());
+        }
+        self
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    /// Whether there are no keys.
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+
+    /// Checks a presented key at time `now`.
+    pub fn check(&self, key: &str, now: i64) -> Result<Arc<KeyEntry>, KeyRefusal> {
+        if !well_formed(key) {
+            return Err(KeyRefusal::Malformed);
+        }
+        let digest = digest(key);
+        let (stored, entry) = self
+            .by_digest
+            .get_key_value(&digest)
+            .ok_or(KeyRefusal::Unknown)?;
+        // The map probe already matched; this compares again without a data-dependent early exit.
+        aws_lc_rs::constant_time::verify_slices_are_equal(stored, &digest)
+            .map_err(|_| KeyRefusal::Unknown)?;
+        if entry.disabled {
+            return Err(KeyRefusal::Disabled);
+        }
+        if entry.expires.is_some_and(|expires| now >= expires) {
+            return Err(KeyRefusal::Expired);
+        }
+        Ok(entry.clone())
+    }
+}
+
+/// The keys-file format: `[[keys]]` entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeysFile {
+    #[serde(default)]
+    keys: Vec<toml::Spanned<RawKey>>,
+}
+
+/// One entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    id: String,
+    hash: String,
+    subject: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    expires: Option<toml::value::Datetime>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// Builds a table from entries; each problem is reported with the entry's place.
+pub fn build(
+    entries: &[(toml::Spanned<RawKey>, &Path, &str)],
+) -> Result<KeyTable, Vec<Diagnostic>> {
+    let mut table = KeyTable::default();
+    let mut ids = std::collections::HashSet::new();
+    let mut errors = Vec::new();
+    for (spanned, file, source) in entries {
+        let raw = spanned.get_ref();
+        let mut error =
+            |message: String| errors.push(Diagnostic::at(file, source, spanned.span(), message));
+        let Some(digest) = parse_hash(&raw.hash) else {
+            error(format!(
+                "key `{}`: `hash` must be \"sha256:\" and 64 hex digits",
+                raw.id
+            ));
+            continue;
+        };
+        if !ids.insert(raw.id.clone()) {
+            error(format!("key id `{}` is used twice", raw.id));
+            continue;
+        }
+        if raw.subject.is_empty() {
+            error(format!("key `{}` has an empty subject", raw.id));
+            continue;
+        }
+        let expires = match &raw.expires {
+            None => None,
+            Some(datetime) => match unix_seconds(datetime) {
+                Some(seconds) => Some(seconds),
+                None => {
+                    error(format!("key `{}`: `expires` must be a full date and time, e.g. 2027-01-01T00:00:00Z", raw.id));
+                    continue;
+                }
+            },
+        };
+        let entry = KeyEntry {
+            id: raw.id.clone(),
+            subject: raw.subject.clone(),
+            scopes: raw.scopes.clone(),
+            roles: raw.roles.clone(),
+            expires,
+            disabled: raw.disabled,
+        };
+        if table.by_digest.insert(digest, Arc::new(entry)).is_some() {
+            error(format!("key `{}` has the same hash as another key", raw.id));
+        }
+    }
+    if errors.is_empty() {
+        Ok(table)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Reads a keys file into a table.
+pub fn load_file(path: &Path) -> Result<KeyTable, Vec<Diagnostic>> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::whole_file(
+            path,
+            format!("cannot read the keys file: {e}"),
+        )]
+    })?;
+    let parsed: RawKeysFile = toml::from_str(&source).map_err(|e| {
+        let (line, column) = line_and_column(&source, e.span().map_or(0, |s| s.start));
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }]
+    })?;
+    let entries: Vec<_> = parsed
+        .keys
+        .into_iter()
+        .map(|k| (k, path, source.as_str()))
+        .collect();
+    build(&entries)
+}
+
+/// A TOML date-time as seconds since the epoch; a date alone counts as its midnight UTC.
+fn unix_seconds(datetime: &toml::value::Datetime) -> Option<i64> {
+    let date = datetime.date?;
+    let (hour, minute, second) = datetime
+        .time
+        .map_or((0, 0, 0), |t| (t.hour, t.minute, t.second));
+    let offset_minutes = match datetime.offset {
+        Some(toml::value::Offset::Z) | None => 0,
+        Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
+    };
+    let days = days_from_civil(
+        i64::from(date.year),
+        i64::from(date.month),
+        i64::from(date.day),
+    );
+    Some(
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+            - offset_minutes * 60,
+    )
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC date-time (`2027-01-01T00:00:00Z`).
+pub fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // The inverse of `days_from_civil` (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// A new key with its keys-file entry (TOML), for `authgate keys new`.
+pub fn new_entry(
+    id: Option<&str>,
+    subject: &str,
+    scopes: &[String],
+    expires: Option<i64>,
+) -> Result<(String, String), String> {
+    let key = generate()?;
+    let hash = hash_text(&key);
+    let id = id.map_or_else(|| format!("{subject}-{}", &hash[7..15]), str::to_string);
+    let quote = |text: &str| toml::Value::String(text.to_string()).to_string();
+    let mut entry = format!(
+        "[[keys]]\nid = {}\nhash = \"{hash}\"\nsubject = {}\n",
+        quote(&id),
+        quote(subject)
+    );
+    if !scopes.is_empty() {
+        let list: Vec<String> = scopes.iter().map(|s| quote(s)).collect();
+        entry.push_str(&format!("scopes = [{}]\n", list.join(", ")));
+    }
+    if let Some(expires) = expires {
+        entry.push_str(&format!("expires = {}\n", rfc3339(expires)));
+    }
+    Ok((key, entry))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_are_well_formed_and_distinct() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), KEY_LEN);
+        assert!(a.starts_with("agk_"));
+        assert!(well_formed(&a) && well_formed(&b));
+    }
+
+    #[test]
+    fn typos_and_truncation_fail_the_checksum() {
+        let key = generate().unwrap();
+        assert!(!well_formed(&key[..key.len() - 1]));
+        assert!(!well_formed(&format!("{key}a")));
+        let mut chars: Vec<char> = key.chars().collect();
+        chars[10] = if chars[10] == 'a' { 'b' } else { 'a' };
+        assert!(!well_formed(&chars.iter().collect::<String>()));
+        assert!(!well_formed(&key.replace("agk_", "agx_")));
+        assert!(!well_formed(&key.to_uppercase()));
+    }
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32(b"foobar"), "mzxw6ytboi");
+        assert_eq!(base32(b"f"), "my");
+    }
+
+    #[test]
+    fn dates_convert_to_epoch_seconds() {
+        let parse = |s: &str| unix_seconds(&s.parse().unwrap());
+        assert_eq!(parse("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse("2027-01-01T00:00:00Z"), Some(1_798_761_600));
+        assert_eq!(parse("2000-02-29T12:00:00+02:00"), Some(951_818_400));
+        assert_eq!(parse("2027-01-01"), Some(1_798_761_600));
+        assert_eq!(parse("12:00:00"), None);
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for seconds in [0, 951_818_400, 1_798_761_600, 4_102_444_799] {
+            let text = rfc3339(seconds);
+            assert_eq!(
+                unix_seconds(&text.parse().unwrap()),
+                Some(seconds),
+                "{text}"
+            );
+        }
+        assert_eq!(rfc3339(1_798_761_600), "2027-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn new_entries_parse_back_and_hold_only_the_hash() {
+        let (key, entry) =
+            new_entry(None, "ci-bot", &["orders:read".into()], Some(1_798_761_600)).unwrap();
+        assert!(!entry.contains(&key));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, &entry).unwrap();
+        let found = load_file(&path)
+            .unwrap()
+            .check(&key, 1_700_000_000)
+            .unwrap();
+        assert_eq!(found.subject, "ci-bot");
+        assert_eq!(found.scopes, ["orders:read"]);
+        assert_eq!(found.expires, Some(1_798_761_600));
+    }
+
+    #[test]
+    fn lookup_expiry_and_disabling() {
+        let (good, old, off) = (
+            generate().unwrap(),
+            generate().unwrap(),
+            generate().unwrap(),
+        );
+        let file = format!(
+            "[[keys]]\nid = \"good\"\nhash = \"{}\"\nsubject = \"bot\"\nscopes = [\"a\"]\n\n[[keys]]\nid = \"old\"\nhash = \"{}\"\nsubject = \"bot\"\nexpires = 2020-01-01T00:00:00Z\n\n[[keys]]\nid = \"off\"\nhash = \"{}\"\nsubject = \"bot\"\ndisabled = true\n",
+            hash_text(&good),
+            hash_text(&old),
+            hash_text(&off)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, file).unwrap();
+        let table = load_file(&path).unwrap();
+        let now = 1_800_000_000;
+        assert_eq!(table.check(&good, now).unwrap().id, "good");
+        assert_eq!(table.check(&old, now).unwrap_err(), KeyRefusal::Expired);
+        assert_eq!(table.check(&off, now).unwrap_err(), KeyRefusal::Disabled);
+        assert_eq!(
+            table.check(&generate().unwrap(), now).unwrap_err(),
+            KeyRefusal::Unknown
+        );
+        assert_eq!(
+            table.check("agk_short", now).unwrap_err(),
+            KeyRefusal::Malformed
+        );
+    }
+
+    #[test]
+    fn a_bad_file_names_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(
+            &path,
+            "[[keys]]\nid = \"a\"\nhash = \"md5:00\"\nsubject = \"s\"\n",
+        )
+        .unwrap();
+        let errors = load_file(&path).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (1, 1));
+        assert!(errors[0].message.contains("sha256"));
+        std::fs::write(&path, "[[keys]]\nid = \"a\"\nhsh = \"x\"\n").unwrap();
+        let errors = load_file(&path).unwrap_err();
+        assert_eq!(errors[0].line, 3);
+    }
+}

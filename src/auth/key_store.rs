@@ -1,0 +1,88 @@
+//! The API key table requests see, and the watcher that reloads it when the keys file changes.
+//!
+//! The watcher polls the file's metadata (modification time, size, inode) every second rather
+//! than subscribing to file events: that also catches the symlink swap by which Kubernetes
+//! updates a mounted Secret. A changed file is parsed in full and swapped in atomically; a bad
+//! one is logged with file:line:col and the last good table stays.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+
+use super::api_keys::{self, KeyTable};
+use crate::config::ApiKeySettings;
+
+/// How often the keys file is checked for changes.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The live API key table of one snapshot.
+#[derive(Debug)]
+pub struct KeyStore {
+    /// The header keys arrive in.
+    pub header: HeaderName,
+    table: ArcSwap<KeyTable>,
+}
+
+impl KeyStore {
+    /// Starts serving `settings.table` and, when there is a keys file, watching it.
+    pub fn start(settings: &ApiKeySettings) -> Arc<KeyStore> {
+        let store = Arc::new(KeyStore {
+            header: settings.header.clone(),
+            table: ArcSwap::new(settings.table.clone()),
+        });
+        if let Some(file) = &settings.file {
+            tokio::spawn(watch(
+                Arc::downgrade(&store),
+                file.clone(),
+                settings.inline.clone(),
+            ));
+        }
+        store
+    }
+
+    /// The current table.
+    pub fn table(&self) -> arc_swap::Guard<Arc<KeyTable>> {
+        self.table.load()
+    }
+}
+
+/// What identifies one version of a file without reading it.
+fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+async fn watch(store: Weak<KeyStore>, file: PathBuf, inline: Arc<KeyTable>) {
+    let mut seen = fingerprint(&file);
+    loop {
+        tokio::time::sleep(POLL_INTERVAL).await;
+        let Some(store) = store.upgrade() else { return };
+        let current = fingerprint(&file);
+        if current == seen {
+            continue;
+        }
+        seen = current;
+        let path = file.clone();
+        // Parsing a large file is blocking work; keep it off the request threads.
+        let loaded = tokio::task::spawn_blocking(move || api_keys::load_file(&path)).await;
+        match loaded {
+            Ok(Ok(table)) => {
+                let table = table.merged_with(&inline);
+                tracing::info!(file = %file.display(), keys = table.len(), "API keys reloaded");
+                store.table.store(Arc::new(table));
+            }
+            Ok(Err(diagnostics)) => {
+                for diagnostic in diagnostics {
+                    tracing::error!(%diagnostic, "API keys file rejected; keeping the last good keys");
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "API keys reload failed; keeping the last good keys")
+            }
+        }
+    }
+}
