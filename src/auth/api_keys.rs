@@ -7,6 +7,7 @@
 //! lookup is one hash-map probe on that digest, whatever the number of keys.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -114,10 +115,29 @@ pub struct KeyEntry {
     pub disabled: bool,
 }
 
+/// Hashes a SHA-256 digest by taking 8 of its bytes: they are already uniformly distributed,
+/// and no one can steer them without a SHA-256 preimage, so hashing them again buys nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().take(8).enumerate() {
+            self.0 |= u64::from(*byte) << (i * 8);
+        }
+    }
+}
+
+type DigestMap = HashMap<[u8; 32], Arc<KeyEntry>, std::hash::BuildHasherDefault<DigestHasher>>;
+
 /// The keys, by digest.
 #[derive(Debug, Default)]
 pub struct KeyTable {
-    by_digest: HashMap<[u8; 32], Arc<KeyEntry>>,
+    by_digest: DigestMap,
 }
 
 /// Why a presented key was refused.
@@ -201,17 +221,21 @@ pub struct RawKey {
     disabled: bool,
 }
 
-/// Builds a table from entries; each problem is reported with the entry's place.
+/// Builds a table from entries (each with the byte range it was written at in `source`); each
+/// problem is reported with the entry's place.
 pub fn build(
-    entries: &[(toml::Spanned<RawKey>, &Path, &str)],
+    entries: Vec<(RawKey, Range<usize>)>,
+    file: &Path,
+    source: &str,
 ) -> Result<KeyTable, Vec<Diagnostic>> {
     let mut table = KeyTable::default();
-    let mut ids = std::collections::HashSet::new();
+    table.by_digest.reserve(entries.len());
+    let mut ids: std::collections::HashSet<&str> =
+        std::collections::HashSet::with_capacity(entries.len());
     let mut errors = Vec::new();
-    for (spanned, file, source) in entries {
-        let raw = spanned.get_ref();
+    for (raw, span) in entries {
         let mut error =
-            |message: String| errors.push(Diagnostic::at(file, source, spanned.span(), message));
+            |message: String| errors.push(Diagnostic::at(file, source, span.clone(), message));
         let Some(digest) = parse_hash(&raw.hash) else {
             error(format!(
                 "key `{}`: `hash` must be \"sha256:\" and 64 hex digits",
@@ -219,10 +243,6 @@ pub fn build(
             ));
             continue;
         };
-        if !ids.insert(raw.id.clone()) {
-            error(format!("key id `{}` is used twice", raw.id));
-            continue;
-        }
         if raw.subject.is_empty() {
             error(format!("key `{}` has an empty subject", raw.id));
             continue;
@@ -238,15 +258,18 @@ pub fn build(
             },
         };
         let entry = KeyEntry {
-            id: raw.id.clone(),
-            subject: raw.subject.clone(),
-            scopes: raw.scopes.clone(),
-            roles: raw.roles.clone(),
+            id: raw.id,
+            subject: raw.subject,
+            scopes: raw.scopes,
+            roles: raw.roles,
             expires,
             disabled: raw.disabled,
         };
-        if table.by_digest.insert(digest, Arc::new(entry)).is_some() {
-            error(format!("key `{}` has the same hash as another key", raw.id));
+        if let Some(previous) = table.by_digest.insert(digest, Arc::new(entry)) {
+            error(format!(
+                "key `{}` has the same hash as another key",
+                previous.id
+            ));
         }
     }
     if errors.is_empty() {
@@ -257,6 +280,11 @@ pub fn build(
 }
 
 /// Reads a keys file into a table.
+///
+/// Files as `authgate keys new` writes them (`[[keys]]` headers, `name = value` lines with
+/// plain strings, string arrays, booleans and date-times, comments) take a fast line parser: a
+/// TOML parser building a document first would need seconds for a million keys. Anything
+/// outside that subset goes to the full TOML parser, which also gives the precise error.
 pub fn load_file(path: &Path) -> Result<KeyTable, Vec<Diagnostic>> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::whole_file(
@@ -264,21 +292,131 @@ pub fn load_file(path: &Path) -> Result<KeyTable, Vec<Diagnostic>> {
             format!("cannot read the keys file: {e}"),
         )]
     })?;
-    let parsed: RawKeysFile = toml::from_str(&source).map_err(|e| {
-        let (line, column) = line_and_column(&source, e.span().map_or(0, |s| s.start));
-        vec![Diagnostic {
-            file: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim().to_string(),
-        }]
-    })?;
-    let entries: Vec<_> = parsed
-        .keys
-        .into_iter()
-        .map(|k| (k, path, source.as_str()))
-        .collect();
-    build(&entries)
+    let entries = match fast::parse(&source) {
+        Some(entries) => entries,
+        None => {
+            let parsed: RawKeysFile = toml::from_str(&source).map_err(|e| {
+                let (line, column) = line_and_column(&source, e.span().map_or(0, |s| s.start));
+                vec![Diagnostic {
+                    file: path.to_path_buf(),
+                    line,
+                    column,
+                    message: e.message().trim().to_string(),
+                }]
+            })?;
+            parsed
+                .keys
+                .into_iter()
+                .map(|k| {
+                    let span = k.span();
+                    (k.into_inner(), span)
+                })
+                .collect()
+        }
+    };
+    build(entries, path, &source)
+}
+
+/// The fast path of [`load_file`]: the subset of TOML that keys files are written in.
+mod fast {
+    use std::ops::Range;
+
+    use super::RawKey;
+
+    /// The entries, or `None` when the text leaves the subset (the full parser takes over).
+    pub fn parse(source: &str) -> Option<Vec<(RawKey, Range<usize>)>> {
+        // `authgate keys new` entries are about 200 bytes.
+        let mut entries = Vec::with_capacity(source.len() / 200 + 1);
+        let mut current: Option<(Fields, usize)> = None;
+        let mut offset = 0;
+        for line in source.split_inclusive('\n') {
+            let start = offset;
+            offset += line.len();
+            let text = line.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            if text == "[[keys]]" {
+                if let Some((fields, at)) = current.take() {
+                    entries.push((fields.finish()?, at..at + 8));
+                }
+                current = Some((
+                    Fields::default(),
+                    start + (line.len() - line.trim_start().len()),
+                ));
+                continue;
+            }
+            let (fields, _) = current.as_mut()?;
+            let (name, value) = text.split_once('=')?;
+            fields.set(name.trim(), value.trim())?;
+        }
+        if let Some((fields, at)) = current {
+            entries.push((fields.finish()?, at..at + 8));
+        }
+        Some(entries)
+    }
+
+    #[derive(Default)]
+    struct Fields {
+        id: Option<String>,
+        hash: Option<String>,
+        subject: Option<String>,
+        scopes: Option<Vec<String>>,
+        roles: Option<Vec<String>>,
+        expires: Option<toml::value::Datetime>,
+        disabled: Option<bool>,
+    }
+
+    impl Fields {
+        fn set(&mut self, name: &str, value: &str) -> Option<()> {
+            // A repeated name is a TOML error: leave it to the full parser to report.
+            fn once<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+                slot.is_none().then(|| *slot = Some(value))
+            }
+            match name {
+                "id" => once(&mut self.id, string(value)?),
+                "hash" => once(&mut self.hash, string(value)?),
+                "subject" => once(&mut self.subject, string(value)?),
+                "scopes" => once(&mut self.scopes, strings(value)?),
+                "roles" => once(&mut self.roles, strings(value)?),
+                "expires" => once(&mut self.expires, value.parse().ok()?),
+                "disabled" => once(&mut self.disabled, value.parse().ok()?),
+                _ => None,
+            }
+        }
+
+        fn finish(self) -> Option<RawKey> {
+            Some(RawKey {
+                id: self.id?,
+                hash: self.hash?,
+                subject: self.subject?,
+                scopes: self.scopes.unwrap_or_default(),
+                roles: self.roles.unwrap_or_default(),
+                expires: self.expires,
+                disabled: self.disabled.unwrap_or(false),
+            })
+        }
+    }
+
+    /// `"text"` without escapes; anything fancier goes to the full parser.
+    fn string(value: &str) -> Option<String> {
+        let inner = value.strip_prefix('"')?.strip_suffix('"')?;
+        (!inner.contains(['"', '\\']) && !inner.chars().any(char::is_control))
+            .then(|| inner.to_string())
+    }
+
+    /// `["a", "b"]`.
+    fn strings(value: &str) -> Option<Vec<String>> {
+        let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim();
+        if inner.is_empty() {
+            return Some(Vec::new());
+        }
+        inner
+            .trim_end_matches(',')
+            .split(',')
+            .map(|item| string(item.trim()))
+            .collect()
+    }
 }
 
 /// A TOML date-time as seconds since the epoch; a date alone counts as its midnight UTC.
@@ -483,5 +621,43 @@ mod tests {
         std::fs::write(&path, "[[keys]]\nid = \"a\"\nhsh = \"x\"\n").unwrap();
         let errors = load_file(&path).unwrap_err();
         assert_eq!(errors[0].line, 3);
+        std::fs::write(&path, "[[keys]]\nid = \"a\"\nid = \"b\"\n").unwrap();
+        assert_eq!(
+            load_file(&path).unwrap_err()[0].line,
+            3,
+            "duplicate names go to the full parser"
+        );
+    }
+
+    #[test]
+    fn the_fast_path_and_the_full_parser_agree() {
+        let (key, entry) = new_entry(
+            Some("k"),
+            "svc",
+            &["a".into(), "b".into()],
+            Some(1_798_761_600),
+        )
+        .unwrap();
+        let fancy = format!(
+            "# keys\n{}roles = [ \"admin\", ]\ndisabled = false\n",
+            entry
+        );
+        let escaped = fancy.replace("subject = \"svc\"", "subject = \"s\\u0076c\"");
+        assert!(fast::parse(&fancy).is_some());
+        assert!(
+            fast::parse(&escaped).is_none(),
+            "escapes take the full parser"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        for text in [fancy, escaped] {
+            let path = dir.path().join("keys.toml");
+            std::fs::write(&path, text).unwrap();
+            let entry = load_file(&path).unwrap().check(&key, 0).unwrap();
+            assert_eq!(
+                (entry.subject.as_str(), entry.roles.as_slice()),
+                ("svc", &["admin".to_string()][..])
+            );
+            assert_eq!(entry.scopes, ["a", "b"]);
+        }
     }
 }

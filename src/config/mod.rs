@@ -400,9 +400,12 @@ impl Validator<'_> {
         let entries: Vec<_> = raw
             .keys
             .into_iter()
-            .map(|k| (k, self.file, self.source))
+            .map(|k| {
+                let span = k.span();
+                (k.into_inner(), span)
+            })
             .collect();
-        let inline = match crate::auth::api_keys::build(&entries) {
+        let inline = match crate::auth::api_keys::build(entries, self.file, self.source) {
             Ok(table) => table,
             Err(diagnostics) => {
                 self.errors.extend(diagnostics);
