@@ -230,9 +230,16 @@ pub fn build(
 ) -> Result<KeyTable, Vec<Diagnostic>> {
     let mut table = KeyTable::default();
     table.by_digest.reserve(entries.len());
+    let mut errors = Vec::new();
     let mut ids: std::collections::HashSet<&str> =
         std::collections::HashSet::with_capacity(entries.len());
-    let mut errors = Vec::new();
+    for (raw, span) in &entries {
+        if !ids.insert(raw.id.as_str()) {
+            let message = format!("key id `{}` is used twice", raw.id);
+            errors.push(Diagnostic::at(file, source, span.clone(), message));
+        }
+    }
+    drop(ids);
     for (raw, span) in entries {
         let mut error =
             |message: String| errors.push(Diagnostic::at(file, source, span.clone(), message));
