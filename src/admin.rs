@@ -44,8 +44,18 @@ pub fn handle<B>(
         (&Method::GET | &Method::HEAD, "/readyz") => {
             (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
         }
+        (&Method::GET | &Method::HEAD, "/.well-known/jwks.json")
+            if snapshot.config.identity.assertion.is_some() =>
+        {
+            let jwks = crate::assertion::jwks(snapshot.config.identity.assertion.as_ref());
+            return json_response(StatusCode::OK, jwks.to_string());
+        }
         _ => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
     };
+    json_response(status, body.to_string())
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
     let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
     response

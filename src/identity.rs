@@ -104,6 +104,16 @@ pub fn inject(
     if let Some(key_id) = identity.key_id() {
         headers.insert(settings.key_id.clone(), value(key_id)?);
     }
+    if let Some(assertion) = &settings.assertion {
+        let request_id = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let signed = crate::assertion::sign(assertion, identity, &request_id)
+            .ok_or(AuthError::UnsafeIdentity)?;
+        headers.insert(assertion.header.clone(), signed);
+    }
     if let Some(claims) = identity.claims() {
         for (path, header) in &settings.claims {
             let Some(text) = crate::auth::claim_at(claims, path).and_then(claim_text) else {

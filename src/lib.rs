@@ -25,6 +25,7 @@
 //! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
 
 pub mod admin;
+pub mod assertion;
 pub mod auth;
 pub mod clock;
 pub mod config;

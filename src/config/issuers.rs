@@ -346,6 +346,96 @@ fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
     bytes
 }
 
+impl Validator<'_> {
+    pub(super) fn assertion(
+        &mut self,
+        spanned: &Spanned<super::raw::RawAssertion>,
+    ) -> Option<super::AssertionSettings> {
+        let raw = spanned.get_ref();
+        let file = self.path(&raw.private_key)?;
+        let allowed: Vec<Algorithm> = match &raw.alg {
+            None => keys::SUPPORTED
+                .iter()
+                .copied()
+                .filter(|a| !keys::is_hmac(*a))
+                .collect(),
+            Some(name) => {
+                let value = self.text(name)?;
+                match keys::parse_algorithm(&value).filter(|a| !keys::is_hmac(*a)) {
+                    Some(alg) => vec![alg],
+                    None => {
+                        self.error(
+                            name.span(),
+                            format!("`{value}` is not an asymmetric algorithm authgate signs with"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        let kid = raw.key_id.as_ref().and_then(|k| self.text(k));
+        let loaded = std::fs::read(&file)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| private_key(&pem, kid.clone(), &allowed));
+        let (_, mut signing) = match loaded {
+            Ok(pair) => pair,
+            Err(reason) => {
+                self.error(
+                    raw.private_key.span(),
+                    format!("{}: {reason}", file.display()),
+                );
+                return None;
+            }
+        };
+        let Some(mut public_jwk) = public_jwk(&signing.key, signing.algorithm) else {
+            self.error(
+                raw.private_key.span(),
+                format!("{}: cannot derive its public key", file.display()),
+            );
+            return None;
+        };
+        // Without a configured kid, the key's RFC 7638 thumbprint names it.
+        let kid = kid.unwrap_or_else(|| thumbprint(&public_jwk));
+        signing.kid = Some(kid.clone());
+        if let Some(object) = public_jwk.as_object_mut() {
+            object.insert("kid".into(), kid.into());
+            object.insert("alg".into(), keys::algorithm_name(signing.algorithm).into());
+            object.insert("use".into(), "sig".into());
+        }
+        Some(super::AssertionSettings {
+            header: self.header_name(raw.header.as_ref(), "x-auth-assertion"),
+            signing,
+            public_jwk,
+            ttl: self.duration(raw.ttl.as_ref(), Duration::from_secs(60)),
+            audience: self.text(&raw.audience)?,
+            issuer: raw
+                .issuer
+                .as_ref()
+                .and_then(|i| self.text(i))
+                .unwrap_or_else(|| "authgate".into()),
+        })
+    }
+}
+
+/// The RFC 7638 thumbprint of a public JWK: SHA-256 over its required members in order.
+fn thumbprint(jwk: &serde_json::Value) -> String {
+    let members: &[&str] = match jwk.get("kty").and_then(serde_json::Value::as_str) {
+        Some("RSA") => &["e", "kty", "n"],
+        Some("EC") => &["crv", "kty", "x", "y"],
+        _ => &["crv", "kty", "x"],
+    };
+    let canonical: serde_json::Map<String, serde_json::Value> = members
+        .iter()
+        .filter_map(|m| Some((m.to_string(), jwk.get(*m)?.clone())))
+        .collect();
+    let text = serde_json::Value::Object(canonical).to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        digest.as_ref(),
+    )
+}
+
 /// The public JWK of a private key. Ed25519 is derived here because jsonwebtoken reads only
 /// PKCS#8 v1 Ed25519 documents, while OpenSSL 3 and aws-lc write v2.
 fn public_jwk(key: &EncodingKey, algorithm: Algorithm) -> Option<serde_json::Value> {

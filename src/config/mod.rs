@@ -132,6 +132,26 @@ pub struct IdentitySettings {
     pub strip_prefixes: Vec<String>,
     /// Whether `Authorization` and the API key header reach the upstream.
     pub forward_credentials: bool,
+    /// The signed identity assertion, when configured.
+    pub assertion: Option<AssertionSettings>,
+}
+
+/// `[identity.assertion]`: a short-lived JWT, signed by the gateway, stating the caller's
+/// identity, so a backend can prove a request came through the gateway.
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// The header it travels in.
+    pub header: HeaderName,
+    /// The signing key (its `kid` is set).
+    pub signing: SigningKey,
+    /// The public key as a JWK, served at `/.well-known/jwks.json` on the admin listener.
+    pub public_jwk: serde_json::Value,
+    /// Lifetime of each assertion.
+    pub ttl: Duration,
+    /// `aud` of each assertion.
+    pub audience: String,
+    /// `iss` of each assertion.
+    pub issuer: String,
 }
 
 impl IdentitySettings {
@@ -146,6 +166,7 @@ impl IdentitySettings {
         ]
         .into_iter()
         .chain(self.claims.iter().map(|(_, header)| header))
+        .chain(self.assertion.iter().map(|a| &a.header))
     }
 }
 
@@ -609,6 +630,7 @@ impl Validator<'_> {
             claims,
             strip_prefixes,
             forward_credentials: raw.forward_credentials.unwrap_or(false),
+            assertion: raw.assertion.as_ref().and_then(|a| self.assertion(a)),
         }
     }
 

@@ -94,6 +94,20 @@ pub struct RawIdentity {
     pub claims: BTreeMap<String, Text>,
     pub strip: Option<Vec<Text>>,
     pub forward_credentials: Option<bool>,
+    pub assertion: Option<Spanned<RawAssertion>>,
+}
+
+/// `[identity.assertion]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssertion {
+    pub private_key: Text,
+    pub audience: Text,
+    pub alg: Option<Text>,
+    pub ttl: Option<Text>,
+    pub issuer: Option<Text>,
+    pub key_id: Option<Text>,
+    pub header: Option<Text>,
 }
 
 /// One `[upstreams.NAME]`.

@@ -115,7 +115,8 @@ async fn answer(
     }
     let mut headers = serde_json::Map::new();
     for (name, value) in request.headers() {
-        let value = serde_json::Value::String(value.to_str().unwrap_or("<binary>").to_string());
+        let value =
+            serde_json::Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned());
         match headers.get_mut(name.as_str()) {
             Some(serde_json::Value::Array(values)) => values.push(value),
             Some(first) => *first = serde_json::Value::Array(vec![first.clone(), value]),
