@@ -75,6 +75,7 @@ fn identity_settings() -> IdentitySettings {
         claims: vec![("email".into(), HeaderName::from_static("x-auth-email"))],
         strip_prefixes: vec!["x-auth-".into()],
         forward_credentials: false,
+        assertion: None,
     }
 }
 
