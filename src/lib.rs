@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod metrics;
+pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 pub mod server;

@@ -20,7 +20,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
 use serde_json::Value;
 
 use super::keys::{KeySet, Origin};
@@ -78,25 +77,7 @@ impl RemoteKeys {
     /// Creates the key source and starts its background refresher (which stops when the
     /// source is dropped, e.g. after a reload removed the issuer).
     pub fn start(settings: RemoteSettings) -> Arc<RemoteKeys> {
-        let mut roots = RootCertStore::empty();
-        roots.extend(crate::proxy::upstream::system_roots().roots.iter().cloned());
-        for ca in &settings.ca {
-            let _ = roots.add(ca.clone());
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-        .expect("the aws-lc-rs provider supports the default protocol versions");
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(FETCH_TIMEOUT));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::outbound::connector(FETCH_TIMEOUT, &settings.ca);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))

@@ -6,7 +6,7 @@
 //! with a body is sent once: its body is a stream that cannot be replayed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+
 use std::time::Duration;
 
 use http::header::HOST;
@@ -18,7 +18,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls::RootCertStore;
 
 use crate::clock::monotonic_ms;
 use crate::config::{Target, UpstreamSettings};
@@ -30,7 +29,7 @@ pub struct Upstream {
     settings: UpstreamSettings,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     next: AtomicUsize,
-    /// Per target: until when (ms since [`clock_base`]) it is skipped; 0 = in service.
+    /// Per target: until when (monotonic ms, see [`monotonic_ms`]) it is skipped; 0 = never.
     ejected_until: Vec<AtomicU64>,
 }
 
@@ -45,28 +44,7 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Builds the client for `settings`.
     pub fn new(settings: UpstreamSettings) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(settings.connect_timeout));
-        let mut roots = RootCertStore::empty();
-        roots.extend(system_roots().roots.iter().cloned());
-        for ca in &settings.ca {
-            // A CA that rustls cannot use was already reported by config validation's parse;
-            // skipping it here means https to that upstream fails closed.
-            let _ = roots.add(ca.clone());
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-        .expect("the aws-lc-rs provider supports the default protocol versions");
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let connector = crate::outbound::connector(settings.connect_timeout, &settings.ca);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_timer(TokioTimer::new())
@@ -189,18 +167,4 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         current = e.source();
     }
     text
-}
-
-/// The operating system's trust store, read once per process.
-pub fn system_roots() -> &'static RootCertStore {
-    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let mut roots = RootCertStore::empty();
-        let found = rustls_native_certs::load_native_certs();
-        for error in &found.errors {
-            tracing::warn!(%error, "could not read part of the system trust store");
-        }
-        roots.add_parsable_certificates(found.certs);
-        roots
-    })
 }

@@ -1,0 +1,54 @@
+//! The outbound connector shared by upstream pools and key fetching: TCP with a connect
+//! timeout, then TLS through rustls on aws-lc-rs for `https://`, trusting the operating
+//! system's roots plus any CA the configuration adds.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+
+/// An HTTP-or-HTTPS connector.
+pub fn connector(
+    connect_timeout: Duration,
+    extra_ca: &[CertificateDer<'static>],
+) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let mut roots = RootCertStore::empty();
+    roots.extend(system_roots().roots.iter().cloned());
+    for ca in extra_ca {
+        // Config validation already proved each CA usable; one that is not makes TLS to that
+        // destination fail closed.
+        let _ = roots.add(ca.clone());
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+    .expect("the aws-lc-rs provider supports the default protocol versions");
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+/// The operating system's trust store, read once per process.
+fn system_roots() -> &'static RootCertStore {
+    static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            tracing::warn!(%error, "could not read part of the system trust store");
+        }
+        roots.add_parsable_certificates(found.certs);
+        roots
+    })
+}
