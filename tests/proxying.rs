@@ -449,3 +449,45 @@ async fn an_https_upstream_is_verified_against_the_configured_ca() {
         "an unknown CA is refused"
     );
 }
+
+#[tokio::test]
+async fn ambiguous_requests_are_refused_with_400() {
+    let up = upstream::start("up").await;
+    let config = format!(
+        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
+        server_block(),
+        up.url()
+    );
+    let gateway = start_gateway(&config).await;
+    let reply = get(&gateway.url("/public/..%2Fadmin")).await;
+    assert_eq!(reply.status(), 400);
+    assert_eq!(reply.json()["error"], "invalid_request");
+    // An encoded slash inside an ordinary segment passes untouched.
+    let reply = get(&gateway.url("/projects/group%2Fproject")).await;
+    assert_eq!(reply.json()["path"], "/projects/group%2Fproject");
+
+    let mut stream = tokio::net::TcpStream::connect(gateway.http.unwrap())
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert_eq!(
+        up.requests.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "only the ordinary request reached the upstream"
+    );
+}

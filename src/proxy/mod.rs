@@ -45,15 +45,20 @@ pub async fn handle(
     let trusted = headers::is_trusted(conn.peer.ip(), &snapshot.config.server.trusted_proxies);
     // The id is fixed first so that the upstream, the response and any error all carry it.
     let request_id = request_id(request.headers().get(&X_REQUEST_ID), trusted);
+    // Cheap clones (shared buffers), kept only to name the request if it fails. The query is
+    // never logged: clients put secrets there.
     let method = request.method().clone();
-    let path = request.uri().path().to_string();
+    let uri = request.uri().clone();
     let mut response = match forward(snapshot, request, conn, trusted, &request_id).await {
         Ok(response) => response,
         Err(error) => {
+            let (path, id) = (uri.path(), request_id.to_str().unwrap_or_default());
             match error.fault() {
-                Fault::Client => tracing::debug!(%method, %path, %error, "request refused"),
+                Fault::Client => {
+                    tracing::debug!(request_id = id, %method, path, %error, "request refused")
+                }
                 Fault::Upstream | Fault::Gateway => {
-                    tracing::warn!(%method, %path, %error, "request failed")
+                    tracing::warn!(request_id = id, %method, path, %error, "request failed")
                 }
             }
             error.into_response(request_id.to_str().unwrap_or_default())
@@ -74,9 +79,16 @@ async fn forward(
 ) -> Result<Response<Body>, GatewayError> {
     // Dot segments are resolved before routing, so `/public/../admin` can never be matched
     // against `/public` and then be read as `/admin` by the upstream.
-    let normalized = routes::normalize_path(request.uri().path()).ok_or(
-        GatewayError::BadRequest("the request path must start with `/`"),
-    )?;
+    let normalized =
+        routes::normalize_path(request.uri().path()).ok_or(GatewayError::BadRequest(
+            "the request path must start with `/` and hide no `..` behind an encoded slash",
+        ))?;
+    // Two Host headers make "which host?" ambiguous between the gateway and the upstream.
+    if request.headers().get_all(HOST).iter().nth(1).is_some() {
+        return Err(GatewayError::BadRequest(
+            "the request has more than one Host header",
+        ));
+    }
     if normalized != request.uri().path() {
         let rewritten = rewrite_path(request.uri(), &normalized)?;
         *request.uri_mut() = rewritten;

@@ -112,9 +112,11 @@ pub fn routing_host(authority: &str) -> Cow<'_, str> {
 
 /// Removes `.` and `..` segments (RFC 3986 §5.2.4), also when written `%2e`, so that
 /// `/public/../admin` is routed — and forwarded — as `/admin`, never matched against `/public`.
-/// Returns `None` for a path that does not start with `/`.
+/// Returns `None` for a path that does not start with `/`, or that hides a dot segment behind
+/// an encoded slash or backslash (`/public/..%2Fadmin`): a backend that decodes `%2F` would
+/// read it as a traversal. Encoded slashes in ordinary segments (`group%2Fproject`) pass.
 pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
-    if !path.starts_with('/') {
+    if !path.starts_with('/') || hides_dot_segment(path) {
         return None;
     }
     let is_dot = |s: &str| s == "." || s.eq_ignore_ascii_case("%2e");
@@ -150,6 +152,24 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
         normalized.push('/');
     }
     Some(Cow::Owned(normalized))
+}
+
+/// Whether decoding `%2F`/`%5C` (and `%2E`) would turn some segment into `.` or `..` parts.
+fn hides_dot_segment(path: &str) -> bool {
+    if !path.contains('%') {
+        return false;
+    }
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        if !lower.contains("%2f") && !lower.contains("%5c") {
+            return false;
+        }
+        let decoded = lower
+            .replace("%2f", "/")
+            .replace("%5c", "/")
+            .replace("%2e", ".");
+        decoded.split('/').any(|part| part == "." || part == "..")
+    })
 }
 
 #[cfg(test)]
@@ -259,5 +279,11 @@ mod tests {
         assert_eq!(n("/../../etc").as_deref(), Some("/etc"));
         assert_eq!(n("/a/b/.."), Some("/a/".into()));
         assert_eq!(n("*"), None);
+        assert_eq!(n("/public/..%2Fadmin"), None);
+        assert_eq!(n("/public/%2e%2e%5cadmin"), None);
+        assert_eq!(
+            n("/api/projects/group%2Fproject").as_deref(),
+            Some("/api/projects/group%2Fproject")
+        );
     }
 }

@@ -6,7 +6,6 @@
 //! with a body is sent once: its body is a stream that cannot be replayed.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-
 use std::time::Duration;
 
 use http::header::HOST;
