@@ -72,6 +72,7 @@ async fn a_gibibyte_streams_both_ways_with_bounded_gateway_memory() {
 
     // Streaming means the gateway's peak memory is a tiny fraction of what passed through.
     let peak_kib = gateway.peak_rss_kib();
+    eprintln!("gateway peak RSS after 2 GiB: {peak_kib} KiB");
     assert!(
         peak_kib < 64 * 1024,
         "gateway peak RSS {peak_kib} KiB after moving 2 GiB"
