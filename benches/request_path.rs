@@ -24,6 +24,7 @@ fn thousand_routes() -> RouteTable {
     let routes = (0..1000)
         .map(|i| RouteSettings {
             id: format!("route-{i}"),
+            label: format!("route-{i}").into(),
             host: match i % 3 {
                 0 => Some(HostPattern::Exact(format!("svc{i}.example.com"))),
                 1 => Some(HostPattern::Wildcard(format!(".team{i}.example.com"))),

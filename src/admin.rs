@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (the process is alive) and `/readyz` (it serves traffic). It
-//! is a separate listener, so nothing here is ever reachable through a route.
+//! The admin listener: `/healthz` (the process is alive), `/readyz` (it serves traffic),
+//! `/metrics` (Prometheus text) and, with a signed identity assertion, `/.well-known/jwks.json`.
+//! It is a separate listener, so nothing here is ever reachable through a route.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,6 +44,17 @@ pub fn handle<B>(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+        }
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let text = crate::metrics::install()
+                .map(|handle| handle.render())
+                .unwrap_or_default();
+            let mut response = Response::new(full_body(text));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            return response;
         }
         (&Method::GET | &Method::HEAD, "/.well-known/jwks.json")
             if snapshot.config.identity.assertion.is_some() =>

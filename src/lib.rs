@@ -24,6 +24,7 @@
 //! - [`error`]: the gateway's own errors and the one function that turns them into responses.
 //! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
 
+pub mod access_log;
 pub mod admin;
 pub mod assertion;
 pub mod auth;

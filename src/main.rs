@@ -180,17 +180,22 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
+    // Levels from RUST_LOG (default info); the format from [log]. A reload cannot change the
+    // format: the subscriber is process-wide.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if config.log_json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if config.server.workers > 0 {
         runtime.worker_threads(config.server.workers);
@@ -208,13 +213,8 @@ fn run(path: &std::path::Path) -> ExitCode {
 async fn serve(path: PathBuf, config: Config) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
 
-    let gateway = match RunningGateway::start(config).await {
-        Ok(gateway) => gateway,
-        Err(error) => {
-            tracing::error!(%error, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Handlers first: a signal that arrives as soon as the listeners are up (a supervisor's
+    // reload, say) must find them installed, not the default action that kills the process.
     let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -223,13 +223,25 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    let gateway = match RunningGateway::start(config).await {
+        Ok(gateway) => gateway,
+        Err(error) => {
+            tracing::error!(%error, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reloader = gateway.reloader();
+    let watcher = reloader.clone().watch(path.clone());
     loop {
         tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
-            _ = hangup.recv() => reload(&gateway, &path),
+            _ = hangup.recv() => {
+                reloader.reload_file(&path);
+            }
         }
     }
+    watcher.abort();
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     // A second signal during the drain means "now".
     let drained = tokio::select! {
@@ -243,21 +255,4 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         tracing::warn!("shutdown grace period over; closed the remaining connections");
     }
     ExitCode::SUCCESS
-}
-
-/// SIGHUP: reload the config file; a bad one keeps the running snapshot.
-fn reload(gateway: &RunningGateway, path: &std::path::Path) {
-    match Config::load(path) {
-        Ok(config) => match gateway.reload(config) {
-            Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-            Err(reason) => {
-                tracing::error!(%reason, "reload refused; keeping the running configuration")
-            }
-        },
-        Err(errors) => {
-            for diagnostic in &errors.0 {
-                tracing::error!(%diagnostic, "reload failed; keeping the running configuration");
-            }
-        }
-    }
 }

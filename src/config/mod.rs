@@ -56,6 +56,10 @@ pub struct Config {
     pub issuers: Vec<IssuerSettings>,
     /// `[api_keys]`, with its keys loaded.
     pub api_keys: Option<ApiKeySettings>,
+    /// Every file the configuration names (certificates, keys, CAs, secrets, the keys file).
+    pub sources: Vec<PathBuf>,
+    /// `[log] format = "json"`: log lines as JSON objects (default: readable text).
+    pub log_json: bool,
 }
 
 /// `[api_keys]`: where keys are presented and the keys themselves.
@@ -221,6 +225,8 @@ pub enum RouteTarget {
 pub struct RouteSettings {
     /// Unique id; the `route` label in metrics and logs.
     pub id: String,
+    /// The id as a metrics label, shared rather than copied per request.
+    pub label: metrics::SharedString,
     /// Host restriction, if any.
     pub host: Option<HostPattern>,
     /// Path prefix, matched on segment boundaries; `/` matches everything. Never ends in `/`
@@ -280,6 +286,7 @@ impl Config {
             source,
             base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
             errors: Vec::new(),
+            sources: Vec::new(),
         };
         let config = validator.config(raw);
         if validator.errors.is_empty() {
@@ -297,6 +304,8 @@ struct Validator<'a> {
     source: &'a str,
     base_dir: PathBuf,
     errors: Vec<Diagnostic>,
+    /// Every file the config names, for the reload watcher.
+    sources: Vec<PathBuf>,
 }
 
 impl Validator<'_> {
@@ -357,7 +366,9 @@ impl Validator<'_> {
     /// A path from the file, resolved against the config file's directory.
     fn path(&mut self, text: &Text) -> Option<PathBuf> {
         let value = self.text(text)?;
-        Some(self.base_dir.join(value))
+        let path = self.base_dir.join(value);
+        self.sources.push(path.clone());
+        Some(path)
     }
 
     fn header_name(&mut self, text: Option<&Text>, default: &'static str) -> HeaderName {
@@ -410,6 +421,21 @@ impl Validator<'_> {
             routes,
             issuers,
             api_keys,
+            sources: std::mem::take(&mut self.sources),
+            log_json: match &raw.log.format {
+                None => false,
+                Some(format) => match self.text(format).as_deref() {
+                    Some("json") => true,
+                    Some("text") | None => false,
+                    Some(other) => {
+                        self.error(
+                            format.span(),
+                            format!("log format `{other}` is not \"text\" or \"json\""),
+                        );
+                        false
+                    }
+                },
+            },
         }
     }
 
@@ -751,6 +777,7 @@ impl Validator<'_> {
             let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
             if let Some(target) = target {
                 routes.push(RouteSettings {
+                    label: std::sync::Arc::<str>::from(id.as_str()).into(),
                     id,
                     host,
                     path,

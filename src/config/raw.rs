@@ -27,6 +27,15 @@ pub struct RawConfig {
     #[serde(default)]
     pub issuers: Vec<Spanned<RawIssuer>>,
     pub api_keys: Option<Spanned<RawApiKeys>>,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Text>,
 }
 
 /// `[api_keys]`.

@@ -18,6 +18,9 @@ use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use std::time::Instant;
+
+use crate::access_log::Exchange;
 use crate::config::RouteTarget;
 use crate::error::{Fault, GatewayError};
 use crate::runtime::Snapshot;
@@ -36,30 +39,33 @@ pub struct ConnInfo {
 }
 
 /// Handles one request against `snapshot`. Never fails: errors become their responses, and
-/// every response carries `X-Request-Id`.
+/// every response carries `X-Request-Id`. Each request is counted and logged once.
 pub async fn handle(
     snapshot: &Snapshot,
     request: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<Body> {
+    let started = Instant::now();
     let trusted = headers::is_trusted(conn.peer.ip(), &snapshot.config.server.trusted_proxies);
     // The id is fixed first so that the upstream, the response and any error all carry it.
     let request_id = request_id(request.headers().get(&X_REQUEST_ID), trusted);
-    // Cheap clones (shared buffers), kept only to name the request if it fails. The query is
+    // Cheap clones (shared buffers), kept to name the request in metrics and logs. The query is
     // never logged: clients put secrets there.
     let method = request.method().clone();
     let uri = request.uri().clone();
-    let mut response = match forward(snapshot, request, conn, trusted, &request_id).await {
+    let bytes_in = content_length(request.headers());
+    let mut exchange = Exchange::default();
+    let mut response = match forward(snapshot, request, conn, trusted, &request_id, &mut exchange)
+        .await
+    {
         Ok(response) => response,
         Err(error) => {
-            let (path, id) = (uri.path(), request_id.to_str().unwrap_or_default());
-            match error.fault() {
-                Fault::Client => {
-                    tracing::debug!(request_id = id, %method, path, %error, "request refused")
-                }
-                Fault::Upstream | Fault::Gateway => {
-                    tracing::warn!(request_id = id, %method, path, %error, "request failed")
-                }
+            if let GatewayError::Auth(auth) = &error {
+                exchange.reason = Some(auth.reason());
+            }
+            if error.fault() != Fault::Client {
+                let id = request_id.to_str().unwrap_or_default();
+                tracing::warn!(request_id = id, %method, path = uri.path(), %error, "request failed");
             }
             error.into_response(request_id.to_str().unwrap_or_default())
         }
@@ -67,7 +73,36 @@ pub async fn handle(
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id);
+    let status = response.status().as_u16();
+    let duration = started.elapsed();
+    let route = exchange.route.clone().unwrap_or_else(|| NO_ROUTE.into());
+    crate::metrics::request(&route, status, duration);
+    let line = crate::access_log::Line {
+        request_id: response
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        method: method.as_str(),
+        path: uri.path(),
+        status,
+        duration,
+        client: conn.peer.ip(),
+        bytes_in,
+        bytes_out: content_length(response.headers()),
+    };
+    crate::access_log::write(&line, &exchange);
     response
+}
+
+/// The `route` label of requests no route matched.
+const NO_ROUTE: &str = "-";
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 async fn forward(
@@ -76,6 +111,7 @@ async fn forward(
     conn: ConnInfo,
     trusted: bool,
     request_id: &HeaderValue,
+    exchange: &mut Exchange,
 ) -> Result<Response<Body>, GatewayError> {
     // Dot segments are resolved before routing, so `/public/../admin` can never be matched
     // against `/public` and then be read as `/admin` by the upstream.
@@ -116,6 +152,7 @@ async fn forward(
             request.method(),
         )
         .ok_or(GatewayError::NoRoute)?;
+    exchange.route = Some(route.label.clone());
 
     // Identity headers come out before anything reads the request, on every route, public too.
     snapshot.identity.strip(request.headers_mut());
@@ -130,8 +167,12 @@ async fn forward(
             .authenticate(&route.auth, request.headers())
             .await;
         let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
+        if let Ok(identity) = &outcome {
+            exchange.auth_method = Some(identity.method());
+            exchange.principal = Some(identity.key_id().unwrap_or(identity.subject()).to_string());
+        }
         crate::metrics::auth_decision(
-            &route.id,
+            &route.label,
             outcome
                 .as_ref()
                 .map_or("none", |identity| identity.method()),
@@ -144,11 +185,7 @@ async fn forward(
     // A declared length over the limit is refused before a byte of the body is read; a body
     // without a length is cut off by `Limited` as it streams.
     let max_body = snapshot.config.server.max_body;
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(request.headers());
     if declared.is_some_and(|length| length > max_body) {
         return Err(GatewayError::BodyTooLarge);
     }
@@ -201,7 +238,16 @@ async fn forward(
     *request.version_mut() = Version::HTTP_11;
     let request = request
         .map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
-    let mut response = upstream.send(request).await?;
+    exchange.upstream = Some(upstream.settings().name.clone());
+    let mut response = upstream.send(request).await.inspect_err(|error| {
+        let kind = match error {
+            GatewayError::UpstreamUnreachable => "connect",
+            GatewayError::UpstreamTimeout => "timeout",
+            GatewayError::BodyTooLarge => return,
+            _ => "failed",
+        };
+        crate::metrics::upstream_error(&route.label, kind);
+    })?;
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
     match client_upgrade {

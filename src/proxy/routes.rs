@@ -185,6 +185,7 @@ mod tests {
     ) -> RouteSettings {
         RouteSettings {
             id: id.into(),
+            label: id.to_string().into(),
             host,
             path: path.into(),
             methods,

@@ -6,7 +6,10 @@
 //! `shutdown_grace`, then close what is left.
 
 mod activity;
+mod reload;
 pub mod tls;
+
+pub use reload::Reloader;
 
 use std::convert::Infallible;
 use std::io;
@@ -72,6 +75,7 @@ pub struct RunningGateway {
 impl RunningGateway {
     /// Binds the configured listeners and starts serving.
     pub async fn start(config: Config) -> io::Result<RunningGateway> {
+        crate::metrics::install();
         let server = config.server.clone();
         let resolver = Arc::new(SniResolver::new(&config.certificates));
         let runtime = Arc::new(Runtime::from_pointee(Snapshot::new(config.clone(), None)));
@@ -171,19 +175,17 @@ impl RunningGateway {
         self.runtime.load_full()
     }
 
-    /// Swaps in a snapshot built from `config`: new requests and TLS handshakes use it at once,
-    /// requests in flight finish on the one they started with. Listener addresses cannot change
-    /// without a restart; a config that changes them is refused.
+    /// Swaps in a snapshot built from `config` (see [`Reloader::apply`]).
     pub fn reload(&self, config: Config) -> Result<(), String> {
-        let current = self.runtime.load();
-        let (old, new) = (&current.config.server, &config.server);
-        if old.http != new.http || old.https != new.https || current.config.admin != config.admin {
-            return Err("listener addresses changed: restart the gateway to apply them".into());
+        self.reloader().apply(config)
+    }
+
+    /// What applies new configurations to this gateway, for a watcher or a signal handler.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            runtime: self.runtime.clone(),
+            resolver: self.resolver.clone(),
         }
-        self.resolver.replace(&config.certificates);
-        self.runtime
-            .store(Arc::new(Snapshot::new(config, Some(&current))));
-        Ok(())
     }
 
     /// Stops accepting, lets in-flight requests finish within `shutdown_grace`, then closes
@@ -241,9 +243,12 @@ async fn accept_loop(
         let shared = shared.clone();
         let tls = tls.clone();
         let phase = phase.clone();
+        let listener = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
             let _permit = permit;
+            crate::metrics::connection_opened(listener);
             serve_tcp(stream, peer, tls, shared, phase).await;
+            crate::metrics::connection_closed(listener);
         });
     }
 }

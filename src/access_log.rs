@@ -1,0 +1,70 @@
+//! The access log: one line per request through `tracing` (target `authgate::access`), text by
+//! default and JSON with `[log] format = "json"`. It names the request (id, route, method, path,
+//! status, duration, upstream, client), who made it (auth method and subject or key id) and why
+//! it was refused (the closed `reason` set), and never a token, key, secret, cookie or query
+//! string. `RUST_LOG=authgate::access=off` silences it.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use metrics::SharedString;
+
+/// What the handler learned about a request on its way through, for metrics and the log.
+#[derive(Debug, Default)]
+pub struct Exchange {
+    /// The route that matched.
+    pub route: Option<SharedString>,
+    /// The upstream the request went to.
+    pub upstream: Option<String>,
+    /// `jwt`, `api_key`, or none.
+    pub auth_method: Option<&'static str>,
+    /// The subject (JWT) or key id (API key).
+    pub principal: Option<String>,
+    /// Why authentication or authorization refused the request.
+    pub reason: Option<&'static str>,
+}
+
+/// What the server knows about the request and response.
+#[derive(Debug)]
+pub struct Line<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The method.
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Time to the response head.
+    pub duration: Duration,
+    /// The peer's address.
+    pub client: IpAddr,
+    /// Request body size, when declared.
+    pub bytes_in: Option<u64>,
+    /// Response body size, when declared.
+    pub bytes_out: Option<u64>,
+}
+
+/// Writes the line, if the access log is enabled.
+pub fn write(line: &Line<'_>, exchange: &Exchange) {
+    if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
+        return;
+    }
+    tracing::info!(
+        target: "authgate::access",
+        request_id = line.request_id,
+        route = exchange.route.as_deref().unwrap_or("-"),
+        method = line.method,
+        path = line.path,
+        status = line.status,
+        duration_ms = line.duration.as_secs_f64() * 1000.0,
+        upstream = exchange.upstream.as_deref().unwrap_or("-"),
+        auth = exchange.auth_method.unwrap_or("-"),
+        principal = exchange.principal.as_deref().unwrap_or("-"),
+        reason = exchange.reason.unwrap_or("-"),
+        bytes_in = line.bytes_in,
+        bytes_out = line.bytes_out,
+        client = %line.client,
+        "request"
+    );
+}

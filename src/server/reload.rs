@@ -1,0 +1,117 @@
+//! Reloading the configuration while serving: on SIGHUP, and when gateway.toml or any file it
+//! names (certificates, keys, CAs, secrets) changes. A reload builds a complete new snapshot and
+//! swaps it in atomically; a config that fails validation keeps the running one, and every
+//! error is logged with file:line:col and counted.
+//!
+//! Files are watched by polling their metadata (modification time, size, inode) every second:
+//! portable, cheap for a handful of files, and it sees the symlink swap by which Kubernetes
+//! updates mounted ConfigMaps and Secrets. The API keys file has its own watcher and is left out.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::tls::SniResolver;
+use crate::config::Config;
+use crate::runtime::{Runtime, Snapshot};
+
+/// How often watched files are checked.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies new configurations to a running gateway.
+#[derive(Clone)]
+pub struct Reloader {
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) resolver: Arc<SniResolver>,
+}
+
+impl Reloader {
+    /// Swaps in a snapshot built from `config`: new requests and TLS handshakes use it at once,
+    /// requests in flight finish on the one they started with. Listener addresses cannot change
+    /// without a restart; a config that changes them is refused.
+    pub fn apply(&self, config: Config) -> Result<(), String> {
+        let current = self.runtime.load();
+        let (old, new) = (&current.config.server, &config.server);
+        if old.http != new.http || old.https != new.https || current.config.admin != config.admin {
+            return Err("listener addresses changed: restart the gateway to apply them".into());
+        }
+        self.resolver.replace(&config.certificates);
+        self.runtime
+            .store(Arc::new(Snapshot::new(config, Some(&current))));
+        Ok(())
+    }
+
+    /// Loads `path` and applies it, logging and counting the outcome. Returns whether the new
+    /// configuration is in force.
+    pub fn reload_file(&self, path: &Path) -> bool {
+        let outcome = Config::load(path)
+            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .and_then(|config| self.apply(config).map_err(|reason| vec![reason]));
+        match &outcome {
+            Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
+            Err(reasons) => {
+                for reason in reasons {
+                    tracing::error!(diagnostic = %reason, "reload failed; keeping the running configuration");
+                }
+            }
+        }
+        crate::metrics::config_reload(outcome.is_ok());
+        outcome.is_ok()
+    }
+
+    /// Reloads whenever the config file or a file it names changes, until the gateway is gone.
+    pub fn watch(self, path: PathBuf) -> tokio::task::JoinHandle<()> {
+        let runtime = Arc::downgrade(&self.runtime);
+        tokio::spawn(async move {
+            let mut seen = fingerprints(&watched(&path, &self.runtime.load()));
+            loop {
+                tokio::time::sleep(POLL_INTERVAL).await;
+                let Some(runtime) = runtime.upgrade() else {
+                    return;
+                };
+                let files = watched(&path, &runtime.load());
+                let now = fingerprints(&files);
+                if now != seen {
+                    self.reload_file(&path);
+                    // What the new config names is watched from now on.
+                    seen = fingerprints(&watched(&path, &runtime.load()));
+                }
+            }
+        })
+    }
+}
+
+/// The config file and the files the running config names, but the API keys file.
+fn watched(config_file: &Path, snapshot: &Snapshot) -> Vec<PathBuf> {
+    let keys_file = snapshot
+        .config
+        .api_keys
+        .as_ref()
+        .and_then(|k| k.file.as_ref());
+    std::iter::once(config_file.to_path_buf())
+        .chain(
+            snapshot
+                .config
+                .sources
+                .iter()
+                .filter(|p| Some(*p) != keys_file)
+                .cloned(),
+        )
+        .collect()
+}
+
+type Fingerprint = Option<(SystemTime, u64, u64)>;
+
+fn fingerprints(files: &[PathBuf]) -> HashMap<PathBuf, Fingerprint> {
+    files
+        .iter()
+        .map(|file| {
+            let fingerprint = std::fs::metadata(file)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())));
+            (file.clone(), fingerprint)
+        })
+        .collect()
+}
