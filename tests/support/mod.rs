@@ -114,8 +114,14 @@ impl GatewayProcess {
         };
         process.http = process
             .wait_for_log(|line| {
-                line.contains("listener=\"http\"")
-                    .then(|| line.rsplit("address=").next()?.trim().parse().ok())
+                if line.contains("listener=\"http\"") {
+                    // Text logs: `… listener="http" address=127.0.0.1:PORT`.
+                    return line.rsplit("address=").next()?.trim().parse().ok();
+                }
+                // JSON logs: `{…,"listener":"http","address":"127.0.0.1:PORT"}`.
+                let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+                (entry["listener"] == "http")
+                    .then(|| entry["address"].as_str()?.parse().ok())
                     .flatten()
             })
             .expect("the gateway binds its http listener within the time limit");
