@@ -22,6 +22,8 @@ pub struct Exchange {
     pub principal: Option<String>,
     /// Why authentication or authorization refused the request.
     pub reason: Option<&'static str>,
+    /// The W3C trace id the upstream received.
+    pub trace_id: Option<String>,
 }
 
 /// What the server knows about the request and response.
@@ -62,6 +64,7 @@ pub fn write(line: &Line<'_>, exchange: &Exchange) {
         auth = exchange.auth_method.unwrap_or("-"),
         principal = exchange.principal.as_deref().unwrap_or("-"),
         reason = exchange.reason.unwrap_or("-"),
+        trace_id = exchange.trace_id.as_deref().unwrap_or("-"),
         bytes_in = line.bytes_in,
         bytes_out = line.bytes_out,
         client = %line.client,

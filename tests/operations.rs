@@ -319,3 +319,194 @@ fn the_binary_reloads_when_its_files_change_and_logs_json_access_lines() {
         );
     });
 }
+
+#[tokio::test]
+async fn traceparent_passes_through_unchanged_or_is_generated() {
+    let up = upstream::start("up").await;
+    let config = format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n", up.url());
+    let gateway = start_gateway(&config).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let request = Request::get(gateway.url("/"))
+        .header("traceparent", incoming)
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(
+        send(&support::http1_client(), request).await.json()["headers"]["traceparent"],
+        incoming
+    );
+    let generated = get(&gateway.url("/")).await.json()["headers"]["traceparent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        authgate::proxy::headers::valid_traceparent(generated.as_bytes()),
+        "{generated}"
+    );
+    assert_ne!(generated, incoming);
+}
+
+#[tokio::test]
+async fn a_certificate_reload_serves_new_handshakes_and_keeps_live_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    support::install_crypto();
+    let ca = support::certs::TestCa::new();
+    let (old, new) = (ca.issue(&["api.test"]), ca.issue(&["api.test"]));
+    let dir = tempfile::tempdir().unwrap();
+    support::write_file(dir.path(), "api.pem", &old.cert_pem);
+    support::write_file(dir.path(), "api-key.pem", &old.key_pem);
+    let config = "[server]\nhttps = \"127.0.0.1:0\"\n\n[[tls.certificates]]\ncert = \"api.pem\"\nkey = \"api-key.pem\"\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n";
+    let gateway = support::start_gateway_in(dir, config).await;
+    let address = gateway.https.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(ca.client_config(&[b"http/1.1"])));
+    let connect = || async {
+        let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+        connector
+            .connect(support::certs::server_name("api.test"), tcp)
+            .await
+            .unwrap()
+    };
+    let mut live = connect().await;
+    assert_eq!(live.get_ref().1.peer_certificates().unwrap()[0], old.der);
+
+    support::write_file(gateway.dir.path(), "api.pem", &new.cert_pem);
+    support::write_file(gateway.dir.path(), "api-key.pem", &new.key_pem);
+    let reloaded =
+        authgate::config::Config::load(&gateway.dir.path().join("gateway.toml")).unwrap();
+    gateway.gateway.as_ref().unwrap().reload(reloaded).unwrap();
+
+    let fresh = connect().await;
+    assert_eq!(
+        fresh.get_ref().1.peer_certificates().unwrap()[0],
+        new.der,
+        "new handshakes get the new certificate"
+    );
+    // The connection opened before the reload still works.
+    live.write_all(b"GET /still-alive HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(Duration::from_secs(5), live.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[tokio::test]
+async fn websockets_and_http2_connections_survive_reloads() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let up = upstream::start("up").await;
+    let config = format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n", up.url());
+    let gateway = start_gateway(&config).await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", gateway.http.unwrap()))
+            .await
+            .unwrap();
+    let h2 = support::http2_client();
+    assert_eq!(
+        send(
+            &h2,
+            Request::get(gateway.url("/"))
+                .body(Full::default())
+                .unwrap()
+        )
+        .await
+        .status(),
+        200
+    );
+    let path = gateway.dir.path().join("gateway.toml");
+    for round in 0..5 {
+        let config = authgate::config::Config::load(&path).unwrap();
+        gateway.gateway.as_ref().unwrap().reload(config).unwrap();
+        socket
+            .send(Message::text(format!("after reload {round}")))
+            .await
+            .unwrap();
+        let echoed = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, Message::text(format!("after reload {round}")));
+        assert_eq!(
+            send(
+                &h2,
+                Request::get(gateway.url("/"))
+                    .body(Full::default())
+                    .unwrap()
+            )
+            .await
+            .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_idp_outage_under_load_keeps_known_keys_passing_and_shows_the_staleness() {
+    use support::idp::{claims, Idp, TestKey};
+    let key = TestKey::generate("k1", jsonwebtoken::Algorithm::ES256);
+    let idp = Idp::start(vec![key.jwk.clone()]).await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"outage-idp\"\nissuer = \"{}\"\naudiences = [\"api\"]\njwks_url = \"{}\"\nrefresh = \"1s\"\n\n[[routes]]\nid = \"outage\"\nupstream = \"builtin:echo\"\n",
+        idp.url(),
+        idp.jwks_url()
+    );
+    let gateway = start_gateway(&config).await;
+    idp.wait_for_fetches(1).await;
+    let token = key.sign(&claims(&idp.url(), "alice"));
+    let call = || {
+        let request = Request::get(gateway.url("/"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::default())
+            .unwrap();
+        async { send(&support::http1_client(), request).await.status() }
+    };
+    for _ in 0..200 {
+        if call().await == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    idp.set_up(false);
+    // Two refresh periods of outage with traffic flowing.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(2500);
+    let mut served = 0;
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(
+            call().await,
+            200,
+            "a known key stopped working during the outage"
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served > 20);
+    let page = String::from_utf8(
+        get(&format!("http://{}/metrics", gateway.admin.unwrap()))
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    let failed = series(
+        &page,
+        "authgate_jwks_refresh_total",
+        &["issuer=\"outage-idp\"", "result=\"error\""],
+    );
+    assert!(!failed.is_empty(), "failed refreshes are counted:\n{page}");
+    let age = series(
+        &page,
+        "authgate_jwks_age_seconds",
+        &["issuer=\"outage-idp\""],
+    );
+    let seconds: f64 = age
+        .first()
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(
+        seconds >= 1.0,
+        "the key set's age shows the staleness: {seconds}"
+    );
+}

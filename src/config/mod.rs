@@ -102,6 +102,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<IpNet>,
     /// Verified tokens remembered until their `exp`; 0 turns the cache off.
     pub token_cache_size: usize,
+    /// Add a W3C `traceparent` to requests that arrive without a valid one.
+    pub generate_traceparent: bool,
 }
 
 /// A TLS certificate chain with its key, ready for rustls.
@@ -536,6 +538,7 @@ impl Validator<'_> {
                 Some(n) => usize::try_from(*n.get_ref()).unwrap_or(usize::MAX),
                 None => 100_000,
             },
+            generate_traceparent: raw.generate_traceparent.unwrap_or(true),
         }
     }
 

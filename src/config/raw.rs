@@ -65,6 +65,7 @@ pub struct RawServer {
     #[serde(default)]
     pub trusted_proxies: Vec<Text>,
     pub token_cache_size: Option<Spanned<i64>>,
+    pub generate_traceparent: Option<bool>,
 }
 
 /// `[admin]`.

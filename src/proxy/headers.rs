@@ -57,6 +57,47 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// `traceparent` (W3C Trace Context).
+pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Whether `value` is a well-formed W3C `traceparent`: `00-<32 hex>-<16 hex>-<2 hex>`, with a
+/// trace id and parent id that are not all zeros.
+pub fn valid_traceparent(value: &[u8]) -> bool {
+    let hex = |part: &[u8]| {
+        part.iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    };
+    let nonzero = |part: &[u8]| part.iter().any(|b| *b != b'0');
+    value.len() == 55
+        && value[2] == b'-'
+        && value[35] == b'-'
+        && value[52] == b'-'
+        && hex(&value[..2])
+        && &value[..2] != b"ff"
+        && hex(&value[3..35])
+        && nonzero(&value[3..35])
+        && hex(&value[36..52])
+        && nonzero(&value[36..52])
+        && hex(&value[53..])
+}
+
+/// Keeps a valid incoming `traceparent` unchanged; replaces an invalid one, or adds one when
+/// absent, with a new trace when `generate` is on (an invalid one is dropped when it is off).
+pub fn ensure_traceparent(headers: &mut HeaderMap, generate: bool) {
+    let incoming = headers.get(&TRACEPARENT).map(HeaderValue::as_bytes);
+    if incoming.is_some_and(valid_traceparent) {
+        return;
+    }
+    headers.remove(&TRACEPARENT);
+    if generate {
+        let trace = uuid::Uuid::new_v4().simple().to_string();
+        let parent = &uuid::Uuid::new_v4().simple().to_string()[..16];
+        if let Ok(value) = HeaderValue::from_str(&format!("00-{trace}-{parent}-00")) {
+            headers.insert(TRACEPARENT.clone(), value);
+        }
+    }
+}
+
 /// Whether `peer` may speak for the client in forwarding headers.
 pub fn is_trusted(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
     let peer = canonical(peer);
@@ -235,6 +276,35 @@ mod tests {
             },
         );
         assert_eq!(map["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+
+    #[test]
+    fn traceparent_passes_through_or_is_generated() {
+        let valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut map = headers(&[("traceparent", valid)]);
+        ensure_traceparent(&mut map, true);
+        assert_eq!(map["traceparent"], valid);
+        for invalid in [
+            "garbage",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let mut map = headers(&[("traceparent", invalid)]);
+            ensure_traceparent(&mut map, true);
+            assert!(
+                valid_traceparent(map["traceparent"].as_bytes()),
+                "{invalid} was replaced"
+            );
+            let mut map = headers(&[("traceparent", invalid)]);
+            ensure_traceparent(&mut map, false);
+            assert!(!map.contains_key("traceparent"));
+        }
+        let mut map = HeaderMap::new();
+        ensure_traceparent(&mut map, true);
+        assert!(valid_traceparent(map["traceparent"].as_bytes()));
+        let mut map = HeaderMap::new();
+        ensure_traceparent(&mut map, false);
+        assert!(map.is_empty());
     }
 
     #[test]

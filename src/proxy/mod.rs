@@ -206,6 +206,10 @@ async fn forward(
         },
     );
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
+    headers::ensure_traceparent(headers, snapshot.config.server.generate_traceparent);
+    exchange.trace_id = headers
+        .get(&headers::TRACEPARENT)
+        .and_then(|v| v.to_str().ok()?.get(3..35).map(str::to_string));
     if let Some(authority) = authority
         .as_deref()
         .and_then(|a| HeaderValue::from_str(a).ok())
