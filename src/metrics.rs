@@ -41,11 +41,24 @@ pub fn install() -> Option<&'static PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
                 .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|error| tracing::warn!(%error, "metrics recorder not installed"))
-                .ok()
+                .ok()?;
+            // Histogram samples wait in a buffer until upkeep folds them into the buckets; without
+            // it, memory would grow with every request between scrapes.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics upkeep thread not started");
+            }
+            Some(handle)
         })
         .as_ref()
 }

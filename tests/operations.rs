@@ -510,3 +510,49 @@ async fn an_idp_outage_under_load_keeps_known_keys_passing_and_shows_the_stalene
         "the key set's age shows the staleness: {seconds}"
     );
 }
+
+#[tokio::test]
+async fn memory_stays_flat_across_many_requests() {
+    let gateway = GatewayProcess::spawn("[server]\nhttp = \"127.0.0.1:0\"\nworkers = 2\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n");
+    let url = format!("http://{}/flat", gateway.http);
+    let rss_kib = || {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", gateway.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let round = || async {
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            let url = url.clone();
+            clients.push(tokio::spawn(async move {
+                let client = support::http1_client();
+                for _ in 0..500 {
+                    let response = client
+                        .request(Request::get(&url).body(Full::default()).unwrap())
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200);
+                }
+            }));
+        }
+        for client in clients {
+            client.await.unwrap();
+        }
+    };
+    // The first round warms pools, buffers and the allocator; later rounds must not grow.
+    round().await;
+    let warm = rss_kib();
+    for _ in 0..4 {
+        round().await;
+    }
+    let after = rss_kib();
+    eprintln!("gateway RSS: {warm} KiB after 4,000 requests, {after} KiB after 20,000");
+    assert!(
+        after < warm + 4 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB over 16,000 requests"
+    );
+}
