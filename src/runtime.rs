@@ -30,17 +30,21 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot for a validated config. Remote key sets whose settings did not
-    /// change are taken over from `previous`, so a reload does not refetch or empty them.
+    /// Builds the snapshot for a validated config. Upstream pools and remote key sets whose
+    /// settings did not change are taken over from `previous`, so a reload neither drops warm
+    /// connections nor refetches or empties key sets.
     pub fn new(config: Config, previous: Option<&Snapshot>) -> Self {
         let upstreams = config
             .upstreams
             .values()
             .map(|settings| {
-                (
-                    settings.name.clone(),
-                    Arc::new(Upstream::new(settings.clone())),
-                )
+                // An unchanged upstream keeps its pool: a reload drops no warm connection.
+                let kept = previous
+                    .and_then(|p| p.upstreams.get(&settings.name))
+                    .filter(|upstream| upstream.settings() == settings)
+                    .cloned();
+                let upstream = kept.unwrap_or_else(|| Arc::new(Upstream::new(settings.clone())));
+                (settings.name.clone(), upstream)
             })
             .collect();
         Snapshot {

@@ -177,7 +177,7 @@ impl IdentitySettings {
 }
 
 /// One upstream: where requests go and how long they may take.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     /// The name routes use.
     pub name: String,
