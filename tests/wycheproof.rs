@@ -1,4 +1,5 @@
-//! The Wycheproof JOSE vectors (../shared/vectors/wycheproof) through authgate's own key
+//! The Wycheproof JOSE vectors (tests/vectors/wycheproof, copied unchanged from the Wycheproof
+//! project under its Apache 2.0 license; see the README there) through authgate's own key
 //! loading and signature layers. The payloads are the bytes `foo`, not claims sets, so claims
 //! validation is not involved: a case passes when loading + `parse` + `verify_signature` accept
 //! exactly the tokens the vectors mark valid.
@@ -68,7 +69,7 @@ fn outside_the_algorithm_set(key_document: &Value) -> bool {
 
 fn vectors(file: &str) -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/vectors/wycheproof")
+        .join("tests/vectors/wycheproof")
         .join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
