@@ -1,0 +1,398 @@
+//! The deployment files: every Kubernetes manifest parses and references only names that
+//! exist; the manifests agree with the gateway.toml they ship (ports, probe paths, mount paths,
+//! grace periods); and the sidecar pattern works end to end as two local processes.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use authgate::config::Config;
+use http::Request;
+use http_body_util::Full;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn deploy_dir(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/kubernetes")
+        .join(kind)
+}
+
+/// Every document of every YAML file in `dir`, by `kind/name`.
+fn manifests(dir: &Path) -> HashMap<String, Yaml> {
+    let mut found = HashMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let docs =
+            YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for doc in docs {
+            let kind = doc["kind"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}: no kind", path.display()));
+            assert!(
+                doc["apiVersion"].as_str().is_some(),
+                "{}: no apiVersion",
+                path.display()
+            );
+            let name = doc["metadata"]["name"].as_str().unwrap_or("-");
+            found.insert(format!("{kind}/{name}"), doc);
+        }
+    }
+    found
+}
+
+fn list(yaml: &Yaml) -> &[Yaml] {
+    yaml.as_vec().map_or(&[], Vec::as_slice)
+}
+
+/// Loads a shipped gateway.toml the way the pod would see it: the API keys file is the
+/// Secret's `keys.toml`, written where the test can read it.
+fn shipped_config(dir: &Path, secret: &Yaml, secrets_mount: &str) -> (Config, tempfile::TempDir) {
+    let text = std::fs::read_to_string(dir.join("gateway.toml")).unwrap();
+    let keys = secret["stringData"]["keys.toml"].as_str().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::write(scratch.path().join("keys.toml"), keys).unwrap();
+    let text = text.replace(secrets_mount, &scratch.path().display().to_string());
+    let config = Config::parse(&text, &scratch.path().join("gateway.toml"))
+        .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
+    (config, scratch)
+}
+
+fn seconds(duration: &str) -> i64 {
+    authgate::config::units::parse_duration(duration)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn check_kind(kind: &str, deployment_name: &str, expected_kinds: &[&str]) {
+    let dir = deploy_dir(kind);
+    let docs = manifests(&dir);
+    for wanted in expected_kinds {
+        assert!(
+            docs.keys().any(|k| k.starts_with(wanted)),
+            "{kind}: no {wanted} in {:?}",
+            docs.keys()
+        );
+    }
+
+    // kustomization.yaml: its resources exist, and it generates the ConfigMap from gateway.toml.
+    let kustomization = &docs["Kustomization/-"];
+    for resource in list(&kustomization["resources"]) {
+        assert!(
+            dir.join(resource.as_str().unwrap()).exists(),
+            "{kind}: missing resource {resource:?}"
+        );
+    }
+    let generator = &list(&kustomization["configMapGenerator"])[0];
+    let configmap_name = generator["name"].as_str().unwrap();
+    let configmap_keys: Vec<&str> = list(&generator["files"])
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for file in &configmap_keys {
+        assert!(dir.join(file).exists());
+    }
+
+    let deployment = &docs[&format!("Deployment/{deployment_name}")];
+    let pod = &deployment["spec"]["template"]["spec"];
+    let authgate = list(&pod["containers"])
+        .iter()
+        .find(|c| c["name"].as_str() == Some("authgate"))
+        .unwrap();
+
+    // Volumes name only the generated ConfigMap, its keys, and Secrets defined here with those keys.
+    let mut mounts = HashMap::new();
+    for mount in list(&authgate["volumeMounts"]) {
+        mounts.insert(
+            mount["name"].as_str().unwrap(),
+            mount["mountPath"].as_str().unwrap(),
+        );
+        assert!(
+            mount["subPath"].is_badvalue(),
+            "{kind}: subPath mounts never receive updates"
+        );
+    }
+    let mut secret_doc = None;
+    for volume in list(&pod["volumes"]) {
+        let name = volume["name"].as_str().unwrap();
+        assert!(
+            mounts.contains_key(name),
+            "{kind}: volume {name} is not mounted"
+        );
+        if let Some(configmap) = volume["configMap"]["name"].as_str() {
+            assert_eq!(configmap, configmap_name);
+            for item in list(&volume["configMap"]["items"]) {
+                assert!(configmap_keys.contains(&item["key"].as_str().unwrap()));
+            }
+        }
+        if let Some(secret) = volume["secret"]["secretName"].as_str() {
+            let doc = docs
+                .get(&format!("Secret/{secret}"))
+                .unwrap_or_else(|| panic!("{kind}: no Secret {secret}"));
+            for item in list(&volume["secret"]["items"]) {
+                assert!(
+                    !doc["stringData"][item["key"].as_str().unwrap()].is_badvalue(),
+                    "{kind}: Secret {secret} lacks {item:?}"
+                );
+            }
+            secret_doc = Some((doc, mounts[name]));
+        }
+    }
+    let (secret, secrets_mount) = secret_doc.unwrap();
+
+    // The container runs the mounted gateway.toml, which must be valid as the pod sees it.
+    let args: Vec<&str> = list(&authgate["args"])
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let config_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
+    assert_eq!(config_path, format!("{}/gateway.toml", mounts["config"]));
+    let (config, _scratch) = shipped_config(&dir, secret, secrets_mount);
+
+    // Ports: the container's named ports are the listeners' ports, probes use the admin paths.
+    let ports: HashMap<&str, i64> = list(&authgate["ports"])
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap(),
+                p["containerPort"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ports["http"], i64::from(config.server.http.unwrap().port()));
+    assert_eq!(ports["admin"], i64::from(config.admin.unwrap().port()));
+    assert!(
+        config.server.http.unwrap().ip().is_unspecified(),
+        "{kind}: must listen beyond the pod's loopback"
+    );
+    assert_eq!(
+        authgate["livenessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        authgate["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(authgate[probe]["httpGet"]["port"].as_str(), Some("admin"));
+    }
+    let service = docs
+        .iter()
+        .find(|(k, _)| k.starts_with("Service/"))
+        .unwrap()
+        .1;
+    for port in list(&service["spec"]["ports"]) {
+        let target = port["targetPort"].as_str().unwrap();
+        assert!(
+            ports.contains_key(target),
+            "{kind}: Service targets unknown port {target}"
+        );
+    }
+    assert!(list(&service["spec"]["ports"])
+        .iter()
+        .all(|p| p["targetPort"].as_str() != Some("app")));
+
+    // Grace: the pod outlives the preStop pause plus authgate's own drain.
+    let grace = pod["terminationGracePeriodSeconds"].as_i64().unwrap();
+    let pause = authgate["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        grace > pause + config.server.shutdown_grace.as_secs() as i64,
+        "{kind}: grace {grace}s is too short"
+    );
+    assert!(seconds("20s") <= config.server.shutdown_grace.as_secs() as i64);
+
+    // Hardening.
+    let security = &authgate["securityContext"];
+    assert_eq!(security["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(security["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(
+        list(&security["capabilities"]["drop"])[0].as_str(),
+        Some("ALL")
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert!(!authgate["resources"]["requests"]["memory"].is_badvalue());
+}
+
+#[test]
+fn the_sidecar_manifests_fit_their_gateway_toml() {
+    check_kind(
+        "sidecar",
+        "orders",
+        &["Deployment/", "Service/", "Secret/", "Kustomization/"],
+    );
+    // The app in the pod listens on loopback only, where authgate's upstream points.
+    let docs = manifests(&deploy_dir("sidecar"));
+    let pod = &docs["Deployment/orders"]["spec"]["template"]["spec"];
+    let app = list(&pod["containers"])
+        .iter()
+        .find(|c| c["name"].as_str() == Some("app"))
+        .unwrap();
+    assert!(app["ports"].is_badvalue(), "the app exposes no port");
+    let listen = list(&app["env"])
+        .iter()
+        .find(|e| e["name"].as_str() == Some("LISTEN"))
+        .unwrap();
+    let text = std::fs::read_to_string(deploy_dir("sidecar").join("gateway.toml")).unwrap();
+    assert!(text.contains(&format!("\"http://{}\"", listen["value"].as_str().unwrap())));
+}
+
+#[test]
+fn the_shared_gateway_manifests_fit_their_gateway_toml() {
+    check_kind(
+        "gateway",
+        "authgate",
+        &[
+            "Deployment/",
+            "Service/",
+            "Secret/",
+            "HorizontalPodAutoscaler/",
+            "PodDisruptionBudget/",
+            "Kustomization/",
+        ],
+    );
+    let docs = manifests(&deploy_dir("gateway"));
+    let service = &docs["Service/authgate"];
+    assert_eq!(
+        service["metadata"]["annotations"]["prometheus.io/port"].as_str(),
+        Some("9901")
+    );
+    assert_eq!(
+        service["metadata"]["annotations"]["prometheus.io/path"].as_str(),
+        Some("/metrics")
+    );
+    assert_eq!(
+        docs["HorizontalPodAutoscaler/authgate"]["spec"]["scaleTargetRef"]["name"].as_str(),
+        Some("authgate")
+    );
+    assert!(
+        docs["Deployment/authgate"]["spec"]["replicas"]
+            .as_i64()
+            .unwrap()
+            >= 2
+    );
+}
+
+#[test]
+fn the_systemd_unit_is_hardened_and_reloads_with_sighup() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/authgate.service"),
+    )
+    .unwrap();
+    for line in [
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "missing {line}");
+    }
+}
+
+/// The example app: `target/debug/examples/echo_upstream`, built by `cargo test` beside the tests.
+fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let debug = exe.parent().and_then(Path::parent).unwrap();
+    let path = debug.join("examples").join(name);
+    assert!(path.exists(), "{} is not built", path.display());
+    path
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_sidecar_pod_works_as_two_local_processes() {
+    // The app: the example upstream, bound to loopback like the app container.
+    let app_address = support::closed_port();
+    let _app = Process(
+        Command::new(example_binary("echo_upstream"))
+            .arg(app_address.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // authgate: the sidecar's own gateway.toml, with ports and paths a test can use.
+    let (key, entry) =
+        authgate::auth::api_keys::new_entry(Some("pod-test"), "ci-bot", &[], None).unwrap();
+    let shipped = std::fs::read_to_string(deploy_dir("sidecar").join("gateway.toml")).unwrap();
+    let keys_dir = tempfile::tempdir().unwrap();
+    std::fs::write(keys_dir.path().join("keys.toml"), entry).unwrap();
+    let config = shipped
+        .replace("0.0.0.0:8080", "127.0.0.1:0")
+        .replace("0.0.0.0:9901", "127.0.0.1:0")
+        .replace("127.0.0.1:3000", &app_address.to_string())
+        .replace(
+            "/etc/authgate/secrets",
+            &keys_dir.path().display().to_string(),
+        );
+    let gateway = support::GatewayProcess::spawn(&config);
+    let base = format!("http://{}", gateway.http);
+
+    // Wait (bounded) for the app to listen.
+    let mut app_up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(app_address).await.is_ok() {
+            app_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(app_up, "the example app did not start");
+
+    let client = support::http1_client();
+    let with_key = Request::get(format!("{base}/orders/7"))
+        .header("x-api-key", &key)
+        .header("x-auth-subject", "admin")
+        .body(Full::default())
+        .unwrap();
+    let reply = support::send(&client, with_key).await;
+    assert_eq!(
+        reply.status(),
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.json()["subject"],
+        "ci-bot",
+        "the app reads the gateway's X-Auth-Subject"
+    );
+    assert_eq!(reply.json()["path"], "/orders/7");
+
+    let without = support::send(
+        &client,
+        Request::get(format!("{base}/orders/7"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(without.status(), 401);
+    let health = support::send(
+        &client,
+        Request::get(format!("{base}/health"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        health.status(),
+        200,
+        "the public health route reaches the app"
+    );
+}
