@@ -323,7 +323,7 @@ fn the_binary_reloads_when_its_files_change_and_logs_json_access_lines() {
 #[tokio::test]
 async fn traceparent_passes_through_unchanged_or_is_generated() {
     let up = upstream::start("up").await;
-    let config = format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n", up.url());
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let request = Request::get(gateway.url("/"))
@@ -397,7 +397,7 @@ async fn websockets_and_http2_connections_survive_reloads() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let up = upstream::start("up").await;
-    let config = format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n", up.url());
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let (mut socket, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/ws", gateway.http.unwrap()))

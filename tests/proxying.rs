@@ -143,11 +143,7 @@ async fn dot_segments_cannot_escape_a_route() {
 #[tokio::test]
 async fn hop_by_hop_and_connection_named_headers_are_removed_both_ways() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let request = Request::get(gateway.url("/hop"))
         .header("connection", "x-secret, x-other")
@@ -185,11 +181,7 @@ async fn hop_by_hop_and_connection_named_headers_are_removed_both_ways() {
 #[tokio::test]
 async fn forwarding_headers_from_an_untrusted_client_are_replaced() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let request = Request::get(gateway.url("/"))
         .header("host", "shop.test")
@@ -246,11 +238,7 @@ async fn forwarding_headers_from_a_trusted_proxy_are_extended() {
 #[tokio::test]
 async fn identity_headers_sent_by_a_client_never_reach_the_upstream() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let request = Request::get(gateway.url("/"))
         .header("X-Auth-Subject", "admin")
@@ -272,11 +260,7 @@ async fn identity_headers_sent_by_a_client_never_reach_the_upstream() {
 #[tokio::test]
 async fn an_http2_client_reaches_an_http1_upstream() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let request = Request::post(gateway.url("/h2?q=1"))
         .body(Full::new(Bytes::from_static(b"hello")))
@@ -321,11 +305,7 @@ async fn the_builtin_echo_shows_what_an_upstream_would_receive() {
 #[tokio::test]
 async fn a_websocket_is_tunnelled_until_a_side_closes() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let url = format!("ws://{}/ws", gateway.http.unwrap());
     let (mut socket, response) = tokio::time::timeout(
@@ -453,11 +433,7 @@ async fn an_https_upstream_is_verified_against_the_configured_ca() {
 #[tokio::test]
 async fn ambiguous_requests_are_refused_with_400() {
     let up = upstream::start("up").await;
-    let config = format!(
-        "{}\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
-        server_block(),
-        up.url()
-    );
+    let config = support::public_route_config(&up.url());
     let gateway = start_gateway(&config).await;
     let reply = get(&gateway.url("/public/..%2Fadmin")).await;
     assert_eq!(reply.status(), 400);

@@ -201,6 +201,11 @@ pub fn check_config(toml: &str) -> (i32, String) {
     )
 }
 
+/// The simplest config: a plain listener on port 0 and one public route `r` to `upstream`.
+pub fn public_route_config(upstream: &str) -> String {
+    format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{upstream}\"\npublic = true\n")
+}
+
 /// A plain HTTP/1.1 client.
 pub fn http1_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
