@@ -221,3 +221,38 @@ async fn a_keep_alive_connection_waiting_for_its_next_request_is_not_cut_by_the_
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
 }
+
+#[tokio::test]
+async fn an_upgraded_tunnel_keeps_its_connection_slot() {
+    let up = upstream::start("ws").await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\nmax_connections = 1\n\n[[routes]]\nid = \"r\"\nupstream = \"{}\"\npublic = true\n",
+        up.url()
+    );
+    let gateway = start_gateway(&config).await;
+    let address = gateway.http.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+        .await
+        .unwrap();
+
+    // The tunnel holds the only slot: another connection waits.
+    let mut second = TcpStream::connect(address).await.unwrap();
+    second
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buffer = [0u8; 1024];
+    let early = tokio::time::timeout(Duration::from_millis(400), second.read(&mut buffer)).await;
+    assert!(
+        early.is_err(),
+        "an upgrade freed its slot: served beyond max_connections"
+    );
+
+    // Closing the tunnel frees it.
+    socket.close(None).await.unwrap();
+    drop(socket);
+    let response = read_until_closed(&mut second, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+}

@@ -30,12 +30,14 @@ use crate::Body;
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What the server knows about the connection a request came in on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The peer's address.
     pub peer: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The connection's `max_connections` slot, handed to an upgrade tunnel.
+    pub slot: upgrade::ConnectionSlot,
 }
 
 /// Handles one request against `snapshot`. Never fails: errors become their responses, and
@@ -55,8 +57,15 @@ pub async fn handle(
     let uri = request.uri().clone();
     let bytes_in = content_length(request.headers());
     let mut exchange = Exchange::default();
-    let mut response = match forward(snapshot, request, conn, trusted, &request_id, &mut exchange)
-        .await
+    let mut response = match forward(
+        snapshot,
+        request,
+        &conn,
+        trusted,
+        &request_id,
+        &mut exchange,
+    )
+    .await
     {
         Ok(response) => response,
         Err(error) => {
@@ -108,7 +117,7 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
 async fn forward(
     snapshot: &Snapshot,
     mut request: Request<Incoming>,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     trusted: bool,
     request_id: &HeaderValue,
     exchange: &mut Exchange,
@@ -257,7 +266,7 @@ async fn forward(
     match client_upgrade {
         Some(client_upgrade) if switching => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
-            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade);
+            upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, &conn.slot);
             headers::remove_hop_by_hop(response.headers_mut(), true);
         }
         _ if switching => return Err(GatewayError::UpstreamFailed),

@@ -3,13 +3,38 @@
 //! When the upstream answers `101 Switching Protocols`, both sides' connections are taken over
 //! by a task that copies bytes each way until either side closes. The task is spawned, so the
 //! request handler returns the 101 at once and never waits on the tunnel.
+//!
+//! The tunnel inherits its connection's `max_connections` slot: a client cannot exceed the
+//! limit by upgrading, and a graceful shutdown waits (within `shutdown_grace`) for open tunnels
+//! as it does for requests in flight.
+
+use std::sync::{Arc, Mutex};
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// A connection's `max_connections` slot, which a tunnel takes over from it.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionSlot(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl ConnectionSlot {
+    /// A slot holding `permit`.
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        ConnectionSlot(Arc::new(Mutex::new(Some(permit))))
+    }
+
+    /// Takes the permit out (the tunnel keeps it; the connection then frees nothing).
+    pub fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.lock().ok()?.take()
+    }
+}
 
 /// Joins the client's and the upstream's upgraded connections once both are ready.
-pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade) {
+pub fn spawn_tunnel(client: OnUpgrade, upstream: OnUpgrade, slot: &ConnectionSlot) {
+    let permit = slot.take();
     tokio::spawn(async move {
+        let _permit = permit;
         let (client, upstream) = match tokio::try_join!(client, upstream) {
             Ok(pair) => pair,
             Err(error) => {

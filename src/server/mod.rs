@@ -28,6 +28,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Readiness;
 use crate::config::Config;
+use crate::proxy::upgrade::ConnectionSlot;
 use crate::proxy::{self, ConnInfo};
 use crate::runtime::{Runtime, Snapshot};
 use activity::{Activity, TrackedIo, Verdict};
@@ -245,9 +246,10 @@ async fn accept_loop(
         let phase = phase.clone();
         let listener = if tls.is_some() { "https" } else { "http" };
         tokio::spawn(async move {
-            let _permit = permit;
+            // The slot is freed when the connection ends, unless an upgrade tunnel took it over.
+            let slot = ConnectionSlot::new(permit);
             crate::metrics::connection_opened(listener);
-            serve_tcp(stream, peer, tls, shared, phase).await;
+            serve_tcp(stream, peer, tls, slot, shared, phase).await;
             crate::metrics::connection_closed(listener);
         });
     }
@@ -257,6 +259,7 @@ async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
+    slot: ConnectionSlot,
     shared: Arc<Shared>,
     phase: watch::Receiver<Phase>,
 ) {
@@ -266,6 +269,7 @@ async fn serve_tcp(
     let conn = ConnInfo {
         peer,
         tls: tls.is_some(),
+        slot,
     };
     match tls {
         None => serve_connection(stream, conn, activity, shared, phase).await,
@@ -295,6 +299,7 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let peer = conn.peer;
     let service = {
         let runtime = shared.runtime.clone();
         let activity = activity.clone();
@@ -302,6 +307,7 @@ async fn serve_connection<I>(
             let in_flight = activity.request();
             // One snapshot for the whole request, whatever reloads happen meanwhile.
             let snapshot = runtime.load_full();
+            let conn = conn.clone();
             async move {
                 let response = proxy::handle(&snapshot, request, conn).await;
                 drop(in_flight);
@@ -323,7 +329,7 @@ async fn serve_connection<I>(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(peer = %conn.peer, %error, "connection ended with an error");
+                    tracing::debug!(%peer, %error, "connection ended with an error");
                 }
                 return;
             }
@@ -342,7 +348,7 @@ async fn serve_connection<I>(
             _ = tokio::time::sleep(check_in) => match verdict {
                 Verdict::Wait(_) => {}
                 Verdict::HeadTooSlow => {
-                    tracing::debug!(peer = %conn.peer, "request head not complete within header_timeout; closing");
+                    tracing::debug!(%peer, "request head not complete within header_timeout; closing");
                     return;
                 }
                 Verdict::Idle if winding_down => {
@@ -350,7 +356,7 @@ async fn serve_connection<I>(
                     return;
                 }
                 Verdict::Idle => {
-                    tracing::debug!(peer = %conn.peer, "closing idle connection");
+                    tracing::debug!(%peer, "closing idle connection");
                     winding_down = true;
                     connection.as_mut().graceful_shutdown();
                 }

@@ -19,6 +19,8 @@ use crate::runtime::{Runtime, Snapshot};
 
 /// How often watched files are checked.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a changed file must stay unchanged before it is read.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// Applies new configurations to a running gateway.
 #[derive(Clone)]
@@ -61,23 +63,35 @@ impl Reloader {
         outcome.is_ok()
     }
 
-    /// Reloads whenever the config file or a file it names changes, until the gateway is gone.
+    /// Reloads whenever the config file or a file it names changes, until the returned task
+    /// is aborted.
     pub fn watch(self, path: PathBuf) -> tokio::task::JoinHandle<()> {
-        let runtime = Arc::downgrade(&self.runtime);
         tokio::spawn(async move {
             let mut seen = fingerprints(&watched(&path, &self.runtime.load()));
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
-                let Some(runtime) = runtime.upgrade() else {
-                    return;
-                };
-                let files = watched(&path, &runtime.load());
-                let now = fingerprints(&files);
-                if now != seen {
-                    self.reload_file(&path);
-                    // What the new config names is watched from now on.
-                    seen = fingerprints(&watched(&path, &runtime.load()));
+                let files = watched(&path, &self.runtime.load());
+                let mut now = fingerprints(&files);
+                if now == seen {
+                    continue;
                 }
+                // A file being written shows up half-done: wait until it stops changing.
+                for _ in 0..10 {
+                    tokio::time::sleep(SETTLE).await;
+                    let again = fingerprints(&files);
+                    if again == now {
+                        break;
+                    }
+                    now = again;
+                }
+                self.reload_file(&path);
+                // Remember what was read, not what is there now: a change made while reloading
+                // is then seen at the next poll. Files the new config names join the watch.
+                for file in watched(&path, &self.runtime.load()) {
+                    let fingerprint = fingerprint(&file);
+                    now.entry(file).or_insert(fingerprint);
+                }
+                seen = now;
             }
         })
     }
@@ -104,14 +118,14 @@ fn watched(config_file: &Path, snapshot: &Snapshot) -> Vec<PathBuf> {
 
 type Fingerprint = Option<(SystemTime, u64, u64)>;
 
+fn fingerprint(file: &Path) -> Fingerprint {
+    let metadata = std::fs::metadata(file).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
 fn fingerprints(files: &[PathBuf]) -> HashMap<PathBuf, Fingerprint> {
     files
         .iter()
-        .map(|file| {
-            let fingerprint = std::fs::metadata(file)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len(), m.ino())));
-            (file.clone(), fingerprint)
-        })
+        .map(|file| (file.clone(), fingerprint(file)))
         .collect()
 }
