@@ -53,6 +53,9 @@ pub enum AuthError {
     /// A good credential without a role or claim the route needs.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A token the token service revoked (logout, revocation, refresh-token reuse).
+    #[error("the token has been revoked")]
+    Revoked,
     /// An identity value that cannot be passed on as a header (CR, LF, NUL…).
     #[error("the credential holds a value that cannot be passed on safely")]
     UnsafeIdentity,
@@ -81,6 +84,7 @@ impl AuthError {
             AuthError::InsufficientScope { .. } => "insufficient_scope",
             AuthError::KeysUnavailable { .. } => "keys_unavailable",
             AuthError::UnsafeIdentity => "unsafe_identity",
+            AuthError::Revoked => "revoked",
             AuthError::MethodNotAccepted => "method_not_accepted",
             AuthError::ApiKey(refusal) => match refusal {
                 crate::auth::api_keys::KeyRefusal::Malformed => "malformed",
@@ -103,6 +107,7 @@ impl AuthError {
             AuthError::Token(_)
             | AuthError::IssuerNotAccepted
             | AuthError::UnsafeIdentity
+            | AuthError::Revoked
             | AuthError::ApiKey(_) => Some("invalid_token"),
             AuthError::InsufficientScope { .. } | AuthError::Forbidden(_) => {
                 Some("insufficient_scope")

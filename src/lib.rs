@@ -37,6 +37,7 @@ pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod token_service;
 
 use bytes::Bytes;
 

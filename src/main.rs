@@ -8,6 +8,8 @@ use authgate::config::Config;
 use authgate::server::RunningGateway;
 use clap::{Args, Parser, Subcommand};
 
+mod users;
+
 /// A reverse-proxy authentication gateway.
 #[derive(Parser)]
 #[command(name = "authgate", version, about)]
@@ -27,6 +29,33 @@ enum Command {
     /// API key management.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Users of the token service.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user to the users file: the password is read from stdin (or asked for at a
+    /// terminal) and only its argon2id hash is written.
+    Add {
+        /// The login name.
+        username: String,
+        /// The `sub` of the user's tokens (default: the username).
+        #[arg(long)]
+        subject: Option<String>,
+        /// Comma-separated scopes granted at login.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Comma-separated roles granted at login.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// The users file (default: `[token_service] users` of the configuration).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +128,22 @@ fn main() -> ExitCode {
             expires,
             id,
         }) => new_key(&subject, &scopes, expires.as_deref(), id.as_deref()),
+        Command::Users(UsersCommand::Add {
+            username,
+            subject,
+            scopes,
+            roles,
+            file,
+            config,
+        }) => {
+            let user = users::NewUser {
+                username,
+                subject,
+                scopes,
+                roles,
+            };
+            users::add(&user, file, &config.config)
+        }
     }
 }
 

@@ -28,6 +28,8 @@ pub const JWKS_AGE: &str = "authgate_jwks_age_seconds";
 pub const KEYS_REFUSED: &str = "authgate_keys_refused_total";
 /// Verified-token cache lookups: `{result}` = hit | miss.
 pub const TOKEN_CACHE: &str = "authgate_token_cache_total";
+/// Token-service requests: `{endpoint, result}`, result = ok or an RFC 6749 error code.
+pub const TOKEN_SERVICE: &str = "authgate_token_service_requests_total";
 
 /// Histogram buckets for a gateway: 50 µs to 10 s.
 const DURATION_BUCKETS: [f64; 16] = [
@@ -145,4 +147,9 @@ pub fn key_refused(issuer: &str) {
 /// Counts a token-cache lookup.
 pub fn token_cache(hit: bool) {
     metrics::counter!(TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
+/// Counts one token-service request.
+pub fn token_service(endpoint: &'static str, result: &'static str) {
+    metrics::counter!(TOKEN_SERVICE, "endpoint" => endpoint, "result" => result).increment(1);
 }

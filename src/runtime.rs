@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::identity::IdentityStripper;
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::Upstream;
+use crate::token_service::TokenService;
 
 /// Everything a request needs, immutable once built.
 #[derive(Debug)]
@@ -27,13 +28,23 @@ pub struct Snapshot {
     pub identity: IdentityStripper,
     /// Issuers, their keys, and the verified-token cache.
     pub auth: Authenticator,
+    /// The gateway's own token issuer, when `[token_service]` is configured.
+    pub token_service: Option<TokenService>,
 }
 
 impl Snapshot {
     /// Builds the snapshot for a validated config. Upstream pools and remote key sets whose
     /// settings did not change are taken over from `previous`, so a reload neither drops warm
-    /// connections nor refetches or empties key sets.
-    pub fn new(config: Config, previous: Option<&Snapshot>) -> Self {
+    /// connections nor refetches or empties key sets; the token service keeps its store.
+    /// Fails only when the token service's store cannot be opened.
+    pub fn new(config: Config, previous: Option<&Snapshot>) -> Result<Self, String> {
+        let token_service = match &config.token_service {
+            Some(settings) => Some(TokenService::new(
+                settings.clone(),
+                previous.and_then(|p| p.token_service.as_ref()),
+            )?),
+            None => None,
+        };
         let upstreams = config
             .upstreams
             .values()
@@ -47,18 +58,24 @@ impl Snapshot {
                 (settings.name.clone(), upstream)
             })
             .collect();
-        Snapshot {
+        let revocations = token_service
+            .as_ref()
+            .map(|service| (service.settings.id.as_str(), service.revocations()));
+        let auth = Authenticator::new(
+            &config.issuers,
+            config.api_keys.as_ref(),
+            config.server.token_cache_size,
+            previous.map(|p| &p.auth),
+            revocations,
+        );
+        Ok(Snapshot {
             routes: RouteTable::new(config.routes.clone()),
             identity: IdentityStripper::new(&config.identity),
-            auth: Authenticator::new(
-                &config.issuers,
-                config.api_keys.as_ref(),
-                config.server.token_cache_size,
-                previous.map(|p| &p.auth),
-            ),
+            auth,
             upstreams,
+            token_service,
             config: Arc::new(config),
-        }
+        })
     }
 }
 

@@ -32,6 +32,8 @@ use key_store::KeyStore;
 use keys::KeySet;
 use remote::RemoteKeys;
 
+use crate::token_service::revocations::Revocations;
+
 /// Who the caller is, as established by a credential.
 #[derive(Debug, Clone)]
 pub enum Identity {
@@ -186,6 +188,9 @@ pub struct Authenticator {
     by_iss: HashMap<String, usize>,
     cache: TokenCache,
     api_keys: Option<Arc<KeyStore>>,
+    /// The token service's issuer (by index) and its revoked token ids, checked on every
+    /// request with one of its tokens, cached or not.
+    revocable: Option<(usize, Arc<Revocations>)>,
 }
 
 impl Authenticator {
@@ -196,6 +201,7 @@ impl Authenticator {
         api_keys: Option<&ApiKeySettings>,
         cache_size: usize,
         previous: Option<&Authenticator>,
+        revocations: Option<(&str, Arc<Revocations>)>,
     ) -> Self {
         let previous = previous.map_or(&[][..], |p| &p.issuers[..]);
         let issuers: Vec<Arc<Issuer>> = settings
@@ -207,7 +213,12 @@ impl Authenticator {
             .enumerate()
             .map(|(i, issuer)| (issuer.settings.issuer.clone(), i))
             .collect();
+        let revocable = revocations.and_then(|(id, revoked)| {
+            let index = issuers.iter().position(|i| i.settings.id == id)?;
+            Some((index, revoked))
+        });
         Authenticator {
+            revocable,
             issuers,
             by_iss,
             cache: TokenCache::new(cache_size),
@@ -253,6 +264,17 @@ impl Authenticator {
         };
         authorize(requirement, &identity)?;
         Ok(identity)
+    }
+
+    /// The identity of the API key in `headers`, if one was sent (the token service takes an
+    /// API key as a client credential).
+    pub fn api_key_identity(&self, headers: &HeaderMap) -> Option<Result<Identity, AuthError>> {
+        let store = self.api_keys.as_ref()?;
+        match credentials::single(headers, &store.header) {
+            Ok(Some(key)) => Some(self.check_api_key(key)),
+            Ok(None) => None,
+            Err(error) => Some(Err(error)),
+        }
     }
 
     fn check_api_key(&self, key: &str) -> Result<Identity, AuthError> {
@@ -342,6 +364,12 @@ impl Authenticator {
             .get(verified.issuer)
             .ok_or(AuthError::Token(JwtError::WrongIssuer))?;
         accepts_issuer(requirement, issuer)?;
+        if let Some((index, revoked)) = &self.revocable {
+            let jti = verified.claims.all.get("jti").and_then(|j| j.as_str());
+            if *index == verified.issuer && jti.is_some_and(|jti| revoked.is_revoked(jti)) {
+                return Err(AuthError::Revoked);
+            }
+        }
         Ok(Identity::Jwt {
             issuer: issuer.clone(),
             verified,

@@ -376,9 +376,9 @@ impl Validator<'_> {
         let kid = raw.key_id.as_ref().and_then(|k| self.text(k));
         let loaded = std::fs::read(&file)
             .map_err(|e| e.to_string())
-            .and_then(|pem| private_key(&pem, kid.clone(), &allowed));
-        let (_, mut signing) = match loaded {
-            Ok(pair) => pair,
+            .and_then(|pem| published_key(&pem, kid, &allowed));
+        let (_, signing, public_jwk) = match loaded {
+            Ok(published) => published,
             Err(reason) => {
                 self.error(
                     raw.private_key.span(),
@@ -387,21 +387,6 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let Some(mut public_jwk) = public_jwk(&signing.key, signing.algorithm) else {
-            self.error(
-                raw.private_key.span(),
-                format!("{}: cannot derive its public key", file.display()),
-            );
-            return None;
-        };
-        // Without a configured kid, the key's RFC 7638 thumbprint names it.
-        let kid = kid.unwrap_or_else(|| thumbprint(&public_jwk));
-        signing.kid = Some(kid.clone());
-        if let Some(object) = public_jwk.as_object_mut() {
-            object.insert("kid".into(), kid.into());
-            object.insert("alg".into(), keys::algorithm_name(signing.algorithm).into());
-            object.insert("use".into(), "sig".into());
-        }
         Some(super::AssertionSettings {
             header: self.header_name(raw.header.as_ref(), "x-auth-assertion"),
             signing,
@@ -415,6 +400,29 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "authgate".into()),
         })
     }
+}
+
+/// A private key the gateway signs with and publishes: its verification key, the signing key,
+/// and the public JWK (with `kid` — the configured one, or the RFC 7638 thumbprint — `alg` and
+/// `use`).
+pub(super) fn published_key(
+    pem: &[u8],
+    kid: Option<String>,
+    allowed: &[Algorithm],
+) -> Result<(VerificationKey, SigningKey, serde_json::Value), String> {
+    let (_, mut signing) = private_key(pem, kid.clone(), allowed)?;
+    let mut public_jwk =
+        public_jwk(&signing.key, signing.algorithm).ok_or("cannot derive its public key")?;
+    // Without a configured kid, the key's RFC 7638 thumbprint names it.
+    let kid = kid.unwrap_or_else(|| thumbprint(&public_jwk));
+    signing.kid = Some(kid.clone());
+    if let Some(object) = public_jwk.as_object_mut() {
+        object.insert("kid".into(), kid.into());
+        object.insert("alg".into(), keys::algorithm_name(signing.algorithm).into());
+        object.insert("use".into(), "sig".into());
+    }
+    let verification = keys::from_jwk(&public_jwk, Origin::Local, &[signing.algorithm])?;
+    Ok((verification, signing, public_jwk))
 }
 
 /// The RFC 7638 thumbprint of a public JWK: SHA-256 over its required members in order.

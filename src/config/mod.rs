@@ -10,6 +10,7 @@
 mod issuers;
 mod location;
 mod raw;
+mod token_service;
 pub mod units;
 
 use std::collections::{BTreeMap, HashSet};
@@ -31,6 +32,9 @@ use crate::auth::api_keys::KeyTable;
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
 use raw::{RawConfig, Text};
+pub use token_service::{
+    Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
+};
 
 /// The upstream name routes use for the built-in echo responder.
 pub const BUILTIN_ECHO: &str = "builtin:echo";
@@ -60,6 +64,8 @@ pub struct Config {
     pub sources: Vec<PathBuf>,
     /// `[log] format = "json"`: log lines as JSON objects (default: readable text).
     pub log_json: bool,
+    /// `[token_service]`: the gateway's own token issuer (its issuer is also in `issuers`).
+    pub token_service: Option<TokenServiceSettings>,
 }
 
 /// `[api_keys]`: where keys are presented and the keys themselves.
@@ -407,7 +413,28 @@ impl Validator<'_> {
                 upstreams.insert(name.clone(), settings);
             }
         }
-        let issuers = self.issuers(&raw.issuers);
+        let mut issuers = self.issuers(&raw.issuers);
+        let token_service = raw
+            .token_service
+            .as_ref()
+            .and_then(|t| self.token_service(t));
+        if let (Some(service), Some(raw_service)) = (&token_service, &raw.token_service) {
+            // The gateway verifies its own tokens like any issuer's; ids and `iss` stay unique.
+            let own = service.issuer_settings();
+            if issuers
+                .iter()
+                .any(|i| i.id == own.id || i.issuer == own.issuer)
+            {
+                self.error(
+                    raw_service.span(),
+                    format!(
+                        "the token service's id `{}` or issuer `{}` is also an [[issuers]] entry",
+                        own.id, own.issuer
+                    ),
+                );
+            }
+            issuers.push(own);
+        }
         let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
         let routes = self.routes(&raw.routes, &mut upstreams, &issuers, api_keys.is_some());
         if server.http.is_none() && server.https.is_none() {
@@ -423,6 +450,7 @@ impl Validator<'_> {
             routes,
             issuers,
             api_keys,
+            token_service,
             sources: std::mem::take(&mut self.sources),
             log_json: match &raw.log.format {
                 None => false,

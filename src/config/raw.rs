@@ -29,6 +29,50 @@ pub struct RawConfig {
     pub api_keys: Option<Spanned<RawApiKeys>>,
     #[serde(default)]
     pub log: RawLog,
+    pub token_service: Option<Spanned<RawTokenService>>,
+}
+
+/// `[token_service]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenService {
+    pub id: Option<Text>,
+    pub issuer: Text,
+    pub audience: Text,
+    pub path: Option<Text>,
+    pub signing_keys: Option<Vec<Text>>,
+    pub access_ttl: Option<Text>,
+    pub refresh_ttl: Option<Text>,
+    pub refresh_idle: Option<Text>,
+    pub reuse_grace: Option<Text>,
+    pub users: Option<Text>,
+    #[serde(default)]
+    pub clients: Vec<Spanned<RawClient>>,
+    pub store: Option<Text>,
+    pub data_dir: Option<Text>,
+    #[serde(default)]
+    pub login_limit: RawLoginLimit,
+}
+
+/// `[[token_service.clients]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: Text,
+    pub secret_hash: Text,
+    #[serde(default)]
+    pub scopes: Vec<Text>,
+    #[serde(default)]
+    pub disabled: bool,
+}
+
+/// `[token_service.login_limit]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoginLimit {
+    pub per_user: Option<Spanned<i64>>,
+    pub per_client: Option<Spanned<i64>>,
+    pub window: Option<Text>,
 }
 
 /// `[log]`.

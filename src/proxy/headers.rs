@@ -104,6 +104,28 @@ pub fn is_trusted(peer: IpAddr, trusted_proxies: &[IpNet]) -> bool {
     trusted_proxies.iter().any(|net| net.contains(&peer))
 }
 
+/// The client's address: the peer, or — when the peer is a trusted proxy — the last address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (the right end is the one a trusted
+/// hop wrote; anything to its left the client may have made up).
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, trusted_proxies: &[IpNet]) -> IpAddr {
+    if !is_trusted(peer, trusted_proxies) {
+        return canonical(peer);
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|item| item.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .map(canonical)
+        .find(|address| !is_trusted(*address, trusted_proxies))
+        .unwrap_or_else(|| canonical(peer))
+}
+
 /// What the gateway knows about the hop it received a request on.
 #[derive(Debug, Clone, Copy)]
 pub struct Hop<'a> {
@@ -180,6 +202,20 @@ fn canonical(ip: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_address_is_read_from_trusted_proxies_only() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let sent = headers(&[("x-forwarded-for", "6.6.6.6, 192.0.2.7, 10.1.1.1")]);
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.1".parse().unwrap();
+        assert_eq!(
+            client_address(&sent, proxy, &trusted),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(client_address(&sent, stranger, &trusted), stranger);
+        assert_eq!(client_address(&HeaderMap::new(), proxy, &trusted), proxy);
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();

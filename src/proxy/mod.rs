@@ -107,6 +107,9 @@ pub async fn handle(
 /// The `route` label of requests no route matched.
 const NO_ROUTE: &str = "-";
 
+/// The `route` label of requests to the token service's endpoints.
+const TOKEN_SERVICE_ROUTE: &str = "token_service";
+
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
@@ -137,6 +140,26 @@ async fn forward(
     if normalized != request.uri().path() {
         let rewritten = rewrite_path(request.uri(), &normalized)?;
         *request.uri_mut() = rewritten;
+    }
+
+    // The token service's endpoints come before the routes: they are the gateway's own, and a
+    // route cannot shadow (or be asked to forward) a login.
+    if let Some(service) = &snapshot.token_service {
+        if let Some(endpoint) = service.endpoint(request.uri().path()) {
+            exchange.route = Some(TOKEN_SERVICE_ROUTE.into());
+            snapshot.identity.strip(request.headers_mut());
+            let caller = crate::token_service::endpoints::Caller {
+                address: headers::client_address(
+                    request.headers(),
+                    conn.peer.ip(),
+                    &snapshot.config.server.trusted_proxies,
+                ),
+            };
+            let id = request_id.to_str().unwrap_or_default();
+            return Ok(service
+                .handle(endpoint, request, caller, &snapshot.auth, id)
+                .await);
+        }
     }
 
     // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or

@@ -79,7 +79,8 @@ impl RunningGateway {
         crate::metrics::install();
         let server = config.server.clone();
         let resolver = Arc::new(SniResolver::new(&config.certificates));
-        let runtime = Arc::new(Runtime::from_pointee(Snapshot::new(config.clone(), None)));
+        let snapshot = Snapshot::new(config.clone(), None).map_err(io::Error::other)?;
+        let runtime = Arc::new(Runtime::from_pointee(snapshot));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -39,9 +39,10 @@ impl Reloader {
         if old.http != new.http || old.https != new.https || current.config.admin != config.admin {
             return Err("listener addresses changed: restart the gateway to apply them".into());
         }
-        self.resolver.replace(&config.certificates);
-        self.runtime
-            .store(Arc::new(Snapshot::new(config, Some(&current))));
+        let certificates = config.certificates.clone();
+        let snapshot = Snapshot::new(config, Some(&current))?;
+        self.resolver.replace(&certificates);
+        self.runtime.store(Arc::new(snapshot));
         Ok(())
     }
 

@@ -1,0 +1,138 @@
+//! The token service: authgate as an issuer, for teams without an identity provider.
+//!
+//! Endpoints under `[token_service] path` on the gateway listener (see `endpoints.rs`): login
+//! with username and password, the OAuth 2.0 token endpoint (client credentials, refresh),
+//! refresh, revocation, logout, and the published keys. Access tokens are short-lived JWTs
+//! the gateway then verifies like any other issuer's; refresh tokens are opaque, rotated on
+//! every use, and stored only as hashes (`grants.rs`, `store.rs`). Revoked access tokens are
+//! refused at the edge until they expire ([`Revocations`]).
+//!
+//! [`ServiceState`] — the store, the revocations, the login limiter — outlives reloads: a new
+//! snapshot with the same store location takes it over, so a reload forgets nothing.
+
+pub mod embedded;
+pub mod endpoints;
+pub mod grants;
+pub mod limiter;
+pub mod passwords;
+pub mod revocations;
+pub mod store;
+pub mod users;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::auth::keys::KeySet;
+use crate::auth::unix_now;
+use crate::config::{KeySource, StoreLocation, TokenServiceSettings};
+use limiter::LoginLimiter;
+use revocations::Revocations;
+use store::{MemoryStore, TokenStore};
+
+/// How often expired refresh tokens, families and revocations are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// State that survives reloads.
+#[derive(Debug)]
+pub struct ServiceState {
+    location: StoreLocation,
+    store: Arc<dyn TokenStore>,
+    /// Revoked access tokens, checked at the edge.
+    pub revocations: Arc<Revocations>,
+    limiter: LoginLimiter,
+    /// Bounds concurrent argon2 runs: each takes tens of MiB and a core for tens of ms.
+    hashing: tokio::sync::Semaphore,
+    /// Verified against when the username is unknown, so that a wrong username costs what a
+    /// wrong password does and timing does not tell which usernames exist.
+    dummy_hash: String,
+}
+
+impl ServiceState {
+    /// Opens the store at `location` and loads its revocations.
+    pub fn open(location: &StoreLocation) -> Result<Arc<Self>, String> {
+        let store: Arc<dyn TokenStore> = match location {
+            StoreLocation::Memory => Arc::new(MemoryStore::default()),
+            StoreLocation::Embedded(path) => {
+                Arc::new(embedded::EmbeddedStore::open(path).map_err(|e| e.to_string())?)
+            }
+        };
+        let revocations = Arc::new(Revocations::default());
+        let now = unix_now();
+        for (jti, exp) in store.revoked_access(now).map_err(|e| e.to_string())? {
+            revocations.insert(jti, exp);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let state = Arc::new(ServiceState {
+            location: location.clone(),
+            store,
+            revocations,
+            limiter: LoginLimiter::default(),
+            hashing: tokio::sync::Semaphore::new(cores),
+            dummy_hash: passwords::hash("no user has this password")?,
+        });
+        start_janitor(Arc::downgrade(&state));
+        Ok(state)
+    }
+}
+
+/// Deletes what has expired, every [`PURGE_EVERY`], for as long as the state is in use.
+fn start_janitor(state: Weak<ServiceState>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(PURGE_EVERY);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            let now = unix_now();
+            state.revocations.purge(now);
+            let store = state.store.clone();
+            match tokio::task::spawn_blocking(move || store.purge(now)).await {
+                Ok(Ok(purged)) => tracing::debug!(purged, "token store purged"),
+                Ok(Err(error)) => tracing::warn!(%error, "token store purge failed"),
+                Err(error) => tracing::warn!(%error, "token store purge failed"),
+            }
+        }
+    });
+}
+
+/// The token service of one snapshot: its settings and the long-lived state.
+#[derive(Debug)]
+pub struct TokenService {
+    /// `[token_service]` as validated.
+    pub settings: TokenServiceSettings,
+    /// The service's own verification keys (to recognise its tokens when revoking them).
+    keys: KeySet,
+    /// Store, revocations, login limiter.
+    pub state: Arc<ServiceState>,
+}
+
+impl TokenService {
+    /// Builds the service for a snapshot, taking over `previous`'s state when the store
+    /// location is unchanged (so a reload keeps refresh tokens, revocations and login counts).
+    pub fn new(
+        settings: TokenServiceSettings,
+        previous: Option<&TokenService>,
+    ) -> Result<Self, String> {
+        let state = match previous {
+            Some(previous) if previous.state.location == settings.store => previous.state.clone(),
+            _ => ServiceState::open(&settings.store)?,
+        };
+        let keys = match settings.issuer_settings().keys {
+            KeySource::Static(keys) => keys,
+            KeySource::Remote(_) => KeySet::new(Vec::new()),
+        };
+        Ok(TokenService {
+            settings,
+            keys,
+            state,
+        })
+    }
+
+    /// The revocations the edge checks this issuer's tokens against.
+    pub fn revocations(&self) -> Arc<Revocations> {
+        self.state.revocations.clone()
+    }
+}
