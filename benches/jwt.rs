@@ -120,8 +120,13 @@ fn benches(c: &mut Criterion) {
         ("authenticate RS256, cache hit", 100_000),
         ("authenticate RS256, cache off", 0),
     ] {
-        let authenticator =
-            Authenticator::new(std::slice::from_ref(&settings), None, cache_size, None);
+        let authenticator = Authenticator::new(
+            std::slice::from_ref(&settings),
+            None,
+            cache_size,
+            None,
+            None,
+        );
         c.bench_function(name, |b| {
             b.iter(|| {
                 runtime

@@ -4,13 +4,14 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use support::{check_config, get, upstream, GatewayProcess};
+use support::{check_config, check_in, get, upstream, GatewayProcess};
 
 const GIB: u64 = 1 << 30;
 
@@ -160,10 +161,16 @@ async fn admin_endpoints_answer_on_their_own_listener_only() {
 
 #[test]
 fn check_accepts_the_shipped_gateway_toml() {
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
-    let (code, stderr) = check_config(&shipped);
+    // A copy of the shipped files, so that the signing key it generates lands in a temporary
+    // directory rather than in the checkout.
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["gateway.toml", "users.toml"] {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        std::fs::copy(shipped, dir.path().join(file)).unwrap();
+    }
+    let (code, stderr) = check_in(dir.path());
     assert_eq!(code, 0, "{stderr}");
+    assert!(dir.path().join("data/token-signing-key.pem").exists());
 }
 
 #[test]

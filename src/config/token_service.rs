@@ -149,7 +149,10 @@ impl Validator<'_> {
         }
         let audience = self.text(&raw.audience)?;
         let path = match &raw.path {
-            Some(text) => self.endpoint_path(text)?,
+            // Carry on after a bad value, so that one run reports every problem.
+            Some(text) => self
+                .endpoint_path(text)
+                .unwrap_or_else(|| "/auth".to_string()),
             None => "/auth".to_string(),
         };
         let data_dir = match &raw.data_dir {
@@ -180,7 +183,7 @@ impl Validator<'_> {
                         text.span(),
                         format!("store `{other}` is not \"embedded\" or \"memory\""),
                     );
-                    return None;
+                    StoreLocation::Memory
                 }
             },
         };
@@ -191,7 +194,7 @@ impl Validator<'_> {
                     Ok(table) => table,
                     Err(diagnostics) => {
                         self.errors.extend(diagnostics);
-                        return None;
+                        UserTable::default()
                     }
                 }
             }

@@ -188,10 +188,14 @@ impl Drop for GatewayProcess {
 /// exit code and stderr.
 pub fn check_config(toml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gateway.toml");
-    std::fs::write(&path, toml).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
+    check_in(dir.path())
+}
+
+/// Runs `authgate check` on the gateway.toml in `dir`; returns the exit code and stderr.
+pub fn check_in(dir: &Path) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_authgate"))
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["check", "--config", "gateway.toml"])
         .output()
         .unwrap();
