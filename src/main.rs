@@ -229,9 +229,16 @@ fn run(path: &std::path::Path) -> ExitCode {
         return ExitCode::FAILURE;
     };
     // Levels from RUST_LOG (default info); the format from [log]. A reload cannot change the
-    // format: the subscriber is process-wide.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // format: the subscriber is process-wide. rustls warns about what clients do (an IP address
+    // sent as SNI, say) once per handshake: a flood, not news, unless RUST_LOG asks for it.
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let directives = if directives.contains("rustls") {
+        directives
+    } else {
+        format!("{directives},rustls=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
