@@ -22,6 +22,18 @@ pub struct LoginLimiter {
     clients: DashMap<IpAddr, Window>,
 }
 
+/// The key a client address is counted under: IPv6 clients usually hold a whole /64, so one
+/// of them trying addresses from it is still one client.
+fn client_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(prefix.into())
+        }
+    }
+}
+
 /// Entries kept before expired windows are swept out, so a flood of made-up usernames cannot
 /// grow memory without bound.
 const SWEEP_ABOVE: usize = 100_000;
@@ -43,7 +55,7 @@ impl LoginLimiter {
         let by_user = self.users.get(user).and_then(|w| wait(&w, limit.per_user));
         let by_client = self
             .clients
-            .get(&client)
+            .get(&client_key(client))
             .and_then(|w| wait(&w, limit.per_client));
         match by_user.max(by_client) {
             Some(seconds) => Err(seconds.max(1)),
@@ -68,7 +80,7 @@ impl LoginLimiter {
             failures: 0,
         };
         count(&mut self.users.entry(user.to_string()).or_insert(fresh));
-        count(&mut self.clients.entry(client).or_insert(fresh));
+        count(&mut self.clients.entry(client_key(client)).or_insert(fresh));
         if self.users.len() + self.clients.len() > SWEEP_ABOVE {
             self.purge(limit, now);
         }
@@ -132,6 +144,19 @@ mod tests {
         assert!(limiter
             .check(&limit(), "someone-else", "10.0.0.2".parse().unwrap(), 101)
             .is_ok());
+    }
+
+    #[test]
+    fn addresses_of_one_ipv6_slash_64_count_as_one_client() {
+        let limiter = LoginLimiter::default();
+        for n in 0..5 {
+            let address: IpAddr = format!("2001:db8:1:2::{n}").parse().unwrap();
+            limiter.failed(&limit(), &format!("user{n}"), address, 100);
+        }
+        let neighbour: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let elsewhere: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.check(&limit(), "x", neighbour, 101).is_err());
+        assert!(limiter.check(&limit(), "x", elsewhere, 101).is_ok());
     }
 
     #[test]

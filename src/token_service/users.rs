@@ -51,6 +51,7 @@ impl std::fmt::Debug for User {
 #[derive(Debug, Default, PartialEq)]
 pub struct UserTable {
     by_name: HashMap<String, Arc<User>>,
+    by_subject: HashMap<String, Arc<User>>,
 }
 
 impl UserTable {
@@ -61,7 +62,7 @@ impl UserTable {
 
     /// The user whose tokens carry this subject.
     pub fn by_subject(&self, subject: &str) -> Option<&Arc<User>> {
-        self.by_name.values().find(|u| u.subject == subject)
+        self.by_subject.get(subject)
     }
 
     /// How many users there are.
@@ -148,14 +149,25 @@ pub fn parse(source: &str, path: &Path) -> Result<UserTable, Vec<Diagnostic>> {
             roles: user.roles,
             disabled: user.disabled,
         };
+        let entry = Arc::new(entry);
         if table
             .by_name
-            .insert(username.clone(), Arc::new(entry))
+            .insert(username.clone(), entry.clone())
             .is_some()
         {
             errors.push(at(
                 user.username.span().start,
                 format!("user `{username}` is listed twice"),
+            ));
+        } else if table
+            .by_subject
+            .insert(entry.subject.clone(), entry.clone())
+            .is_some()
+        {
+            // Refresh tokens name their holder by subject, so two users cannot share one.
+            errors.push(at(
+                user.username.span().start,
+                format!("the subject `{}` belongs to two users", entry.subject),
             ));
         }
     }
