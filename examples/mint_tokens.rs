@@ -1,39 +1,89 @@
-//! Prints N RS256 tokens, one per line, each with its own `sub` and `jti`, signed with a PEM
-//! private key: the distinct tokens of the load benchmark (`benches/load/run.sh`), which a
-//! verified-token cache cannot serve from memory.
+//! Prints N distinct tokens, one per line, minted with a configured issuer's signing key (the
+//! same code as `authgate token`), for load tests that need many different valid tokens:
+//! starting `authgate token` once per token costs a process start each.
 //!
 //! ```sh
-//! cargo run --release --example mint_tokens -- rsa.pem 10000 https://bench.example/ bench-api 3600
+//! cargo run --release --example mint_tokens -- gateway.toml ISSUER COUNT [TTL]
 //! ```
+//!
+//! Token `i` has the subject `user-i`; all share the issuer's first audience and the TTL
+//! (default "1h"). Signing is spread over the available cores.
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::json;
+use std::io::Write;
+use std::process::ExitCode;
 
-fn main() -> Result<(), String> {
+use authgate::config::Config;
+
+fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [key, count, issuer, audience, ttl] = args.as_slice() else {
-        return Err("usage: mint_tokens KEY.pem COUNT ISSUER AUDIENCE TTL_SECONDS".into());
+    let (Some(path), Some(issuer), Some(count)) = (args.first(), args.get(1), args.get(2)) else {
+        eprintln!("usage: mint_tokens CONFIG ISSUER COUNT [TTL]");
+        return ExitCode::FAILURE;
     };
-    let pem = std::fs::read(key).map_err(|e| format!("{key}: {e}"))?;
-    let key = EncodingKey::from_rsa_pem(&pem).map_err(|e| format!("{key}: {e}"))?;
-    let count: usize = count.parse().map_err(|_| "COUNT is a number")?;
-    let ttl: u64 = ttl.parse().map_err(|_| "TTL_SECONDS is a number")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
-    let header = Header::new(Algorithm::RS256);
-    for n in 0..count {
-        let claims = json!({
-            "iss": issuer,
-            "aud": audience,
-            "sub": format!("user-{n}"),
-            "jti": format!("bench-{n}"),
-            "iat": now,
-            "exp": now + ttl,
-        });
-        let token = jsonwebtoken::encode(&header, &claims, &key).map_err(|e| e.to_string())?;
-        println!("{token}");
+    let Ok(count) = count.parse::<usize>() else {
+        eprintln!("mint_tokens: COUNT must be a whole number");
+        return ExitCode::FAILURE;
+    };
+    let ttl = args.get(3).map_or("1h", String::as_str);
+    let config = match Config::load(path.as_ref()) {
+        Ok(config) => config,
+        Err(errors) => {
+            for diagnostic in &errors.0 {
+                eprintln!("{diagnostic}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    // Each thread mints the indices i ≡ t (mod threads); the lines are written in index order.
+    let minted: Vec<Result<Vec<String>, String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let config = &config;
+                scope.spawn(move || {
+                    (t..count)
+                        .step_by(threads)
+                        .map(|i| {
+                            let subject = format!("user-{i}");
+                            authgate::auth::mint::mint(
+                                config,
+                                issuer,
+                                &subject,
+                                None,
+                                None,
+                                ttl,
+                                &[],
+                            )
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|_| Err("a thread panicked".into())))
+            .collect()
+    });
+    let mut lists = Vec::with_capacity(threads);
+    for list in minted {
+        match list {
+            Ok(list) => lists.push(list.into_iter()),
+            Err(message) => {
+                eprintln!("mint_tokens: {message}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
-    Ok(())
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for i in 0..count {
+        if let Some(token) = lists[i % threads].next() {
+            if writeln!(out, "{token}").is_err() {
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

@@ -1,153 +1,255 @@
 #!/usr/bin/env bash
-# Load benchmark: the same workload, in one run, through
-#   1. the upstream directly (the limit)          5. authgate, JWT RS256, 10,000 distinct tokens
-#   2. nginx, plain keep-alive reverse proxy      6. authgate, API key
-#   3. HAProxy 2.6, jwt_verify RS256 + exp/iss/aud 7. authgate and nginx over TLS 1.3
-#   4. authgate, JWT RS256, one token (cache hit)
-# plus p99 latency at a fixed moderate rate (nginx plain vs authgate JWT) and the RSS of each
-# proxy while it holds 1,000 keep-alive connections. Prints a markdown table.
+# Load benchmark: the same keep-alive HTTP workload, on one machine, through
+#   1. the upstream directly (the ceiling for every other row),
+#   2. nginx as a plain reverse proxy (keep-alive to the upstream, no auth),
+#   3. HAProxy verifying the same RS256 JWT (jwt_verify + alg, exp, iss, aud; injects the subject),
+#   4. authgate, JWT RS256, one token repeated (its verified-token cache hits),
+#   5. authgate, JWT RS256, 10,000 distinct tokens in rotation (cache smaller than the rotation,
+#      so nearly every request verifies a signature),
+#   6. authgate, API key,
+#   7. authgate and nginx over TLS 1.3 (same self-signed certificate),
+#   plus authgate on a public route (no credential: the proxying cost alone),
+#   8. p99 latency at a fixed moderate rate (~3,000 req/s) for nginx plain and authgate JWT,
+#   9. RSS of authgate and nginx holding 1,000 keep-alive connections under load.
+# and prints a markdown table (req/s, p50, p99, ratios to nginx plain and HAProxy JWT, and the
+# server's CPU time per request, which other load on the machine disturbs far less than req/s),
+# the memory lines and the project's targets, each met or missed.
 #
-#   benches/load/run.sh            # full: 10 s per row, 1 then 2 proxy workers (~5 min)
-#   benches/load/run.sh --quick    # smoke: 2 s per row, 1 worker (< 1 min once built)
+#   benches/load/run.sh [--quick]
 #
-# Method. The upstream is nginx answering `return 200` (one worker). The load generator is wrk,
-# one thread, 64 keep-alive connections, fixed duration. Every proxy gets the same number of
-# workers (authgate `workers`, nginx `worker_processes`, HAProxy `nbthread`) and the same CPU
-# pinning: on a 2-core machine the proxy runs on CPU 0 and wrk + upstream on CPU 1; with two
-# workers the proxy may use both CPUs (and so competes with wrk, the same way for every proxy).
-# Access logs are off everywhere (authgate: RUST_LOG=warn). All traffic stays on 127.0.0.1,
-# every loop is bounded, and every server is stopped on exit. Before each proxy is measured,
-# curl checks that it answers 200 to a valid credential and 401 to a missing one, so a
-# misconfigured proxy cannot produce a fast but meaningless row.
+# --quick: 2 s per row, one worker only, 2,000 rotating tokens (a smoke run, under a minute
+# once built). Without it: 10 s per row, one worker and then two, 10,000 tokens (~6 minutes).
 #
-# Needs nginx, haproxy, wrk, openssl and curl (installed from Debian's packages when missing;
-# the system services are never started: each server runs with its own config in a temp dir).
+# Fairness on 2 cores:
+# - One load generator for every row: wrk, keep-alive, -t1 -c64, fixed duration, after a short
+#   warm-up run (connections open, upstream pools filled).
+# - The upstream is a separate nginx (`worker_processes 1`, `return 200 "ok"`), the same for all.
+# - Every proxy gets the same number of workers: authgate `[server] workers`, nginx
+#   `worker_processes`, HAProxy `nbthread`.
+# - Pinning (taskset): wrk and the upstream always share CPU 1. A 1-worker proxy runs alone on
+#   CPU 0, so it has a whole core and never competes with its own load. A 2-worker proxy may
+#   use CPUs 0 and 1 (it then shares CPU 1 with wrk and the upstream; that is the same for every
+#   proxy, and 2-worker rows are partly bounded by the load generator). The direct-upstream row
+#   uses the same CPU 1 for wrk and upstream, so it is the ceiling of this very setup.
+# - Access logs off everywhere: nginx `access_log off`, HAProxy no `log`, authgate
+#   `RUST_LOG=warn,rustls=error` (its access log is at info).
+#
+# Every server is started here with its own config in a temporary directory, on 127.0.0.1 high
+# ports, and killed on exit; the system's nginx/HAProxy services are never started. Before a row
+# is measured, curl checks that a valid credential gets 200 and a missing or bad one 401, so a
+# misconfigured proxy cannot produce a fast but meaningless row. Needs root only to install
+# missing tools (nginx, haproxy, wrk, openssl, curl) from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PATH="$PATH:/usr/sbin:/sbin"
 
 quick=false
-[[ "${1:-}" == "--quick" ]] && quick=true
-if $quick; then seconds=2; worker_counts=(1); else seconds=10; worker_counts=(1 2); fi
+case "${1:-}" in
+  --quick) quick=true ;;
+  "") ;;
+  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+esac
+# rotation: distinct tokens for row 5 (RSA signing costs ~1 ms each, so quick mode mints fewer).
+# cold_cache: authgate's token_cache_size for that row, below the rotation so it rarely hits.
+if $quick; then seconds=2 warm=1 worker_counts=(1) mem_seconds=3 rotation=2000 cold_cache=200
+else seconds=10 warm=2 worker_counts=(1 2) mem_seconds=10 rotation=10000 cold_cache=1000
+fi
 connections=64
+pace_ms=20          # 64 connections × one request per (20 ms + latency) ≈ 3,000 req/s
+mem_connections=1000
+client_cpu=1        # wrk and the upstream
+proxy_cpus() { if (( $1 == 1 )); then echo 0; else echo 0,1; fi; }
 
+# Below Linux's ephemeral range (32768-60999): with 1,000 client sockets and the proxies' own
+# upstream connections, a port in that range may already be some connection's local port.
+up_port=28200 nginx_port=28201 nginx_tls_port=28202 haproxy_port=28203
+ag_port=28204 ag_tls_port=28205 ag_admin=28206
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+# --- tools -------------------------------------------------------------------------------------
 missing=()
-for tool in nginx haproxy wrk openssl curl taskset; do
+for tool in nginx haproxy wrk openssl curl; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
-if ((${#missing[@]})); then
-  packages=$(printf '%s\n' "${missing[@]}" | sed 's/taskset/util-linux/' | sort -u | tr '\n' ' ')
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null
+if (( ${#missing[@]} )); then
+  # Debian starts a newly installed service; a policy-rc.d answering 101 forbids that, since
+  # this script runs its own instances with its own configs.
+  policy_added=false
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    policy_added=true
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  if $policy_added; then rm -f /usr/sbin/policy-rc.d; fi
 fi
+# 1,000 client sockets plus as many upstream ones per proxy.
+ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+(( $(ulimit -n) >= 4096 )) || die "need at least 4096 open files (ulimit -n)"
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 cargo build --release --quiet --bin authgate --example mint_tokens
+authgate=target/release/authgate
 
 work=$(mktemp -d)
-pids=()
+declare -A running=()     # name → pid of the servers this script started
+stop() {
+  local pid=${running[$1]:-}
+  [[ -n $pid ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  # Until it exits (a zombie counts as gone: `wait` below reaps it).
+  for _ in $(seq 1 50); do
+    [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || echo gone) =~ ^(Z|gone)$ ]] && break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  unset "running[$1]"
+}
 cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for name in "${!running[@]}"; do stop "$name"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-cpus=$(nproc)
-proxy_cpus() { if (($1 == 1 || cpus < 2)); then echo 0; else echo "0-$((cpus - 1))"; fi; }
-load_cpu=$((cpus > 1 ? 1 : 0))
+# wait_for URL LOG: waits (bounded) until something answers HTTP at the URL, whatever the
+# status; on failure shows the end of the server's log (the temp dir is gone after exit).
+wait_for() {
+  for _ in $(seq 1 100); do
+    curl -sk -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$2" >&2 || true
+  die "nothing answers at $1"
+}
+# expect STATUS URL [curl args…]: the sanity check before a row.
+expect() {
+  local want=$1 url=$2 got
+  shift 2
+  got=$(curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" || true)
+  [[ $got == "$want" ]] || die "$url answered $got, expected $want"
+}
+# expect_subject URL SUBJECT [curl args…]: the upstream saw X-Auth-Subject: SUBJECT.
+expect_subject() {
+  local url=$1 want=$2 got
+  shift 2
+  got=$(curl -sk --max-time 5 "$@" "$url" || true)
+  [[ $got == "$want" ]] || die "$url: the upstream saw subject '$got', expected '$want'"
+}
 
-upstream_port=39200 nginx_port=39201 nginx_tls_port=39202 haproxy_port=39203
-authgate_port=39204 authgate_tls_port=39205 admin_port=39206
-issuer="https://bench.example/" audience="bench-api"
-
-# --- keys, certificate, tokens ------------------------------------------------------------------
-openssl genrsa -out "$work/rsa.pem" 2048 2>/dev/null
-openssl rsa -in "$work/rsa.pem" -pubout -out "$work/rsa.pub.pem" 2>/dev/null
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
-  -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+# --- keys, certificate, configs ----------------------------------------------------------------
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.pem" 2>/dev/null
+openssl pkey -in "$work/jwt.pem" -pubout -out "$work/jwt.pub.pem"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$work/tls-key.pem" -out "$work/tls.pem" 2>/dev/null
-target/release/examples/mint_tokens "$work/rsa.pem" 10000 "$issuer" "$audience" 3600 >"$work/tokens.txt"
-token=$(head -1 "$work/tokens.txt")
-api_key_output=$(target/release/authgate keys new --subject bench 2>/dev/null)
-api_key=$(head -1 <<<"$api_key_output")
-tail -n +2 <<<"$api_key_output" >"$work/keys.toml"
+mkdir -p "$work/tmp"
 
-# --- configurations -----------------------------------------------------------------------------
-cat >"$work/upstream.conf" <<EOF
-worker_processes 1;
-pid $work/upstream.pid;
-error_log $work/upstream-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$upstream_port; location / { return 200 "ok\n"; } }
+# Temp paths and error log inside $work, so nginx touches nothing of the system's.
+nginx_common() {
+  printf 'pid %s;\nerror_log %s warn;\nevents { worker_connections 8192; }\n' "$work/$1.pid" "$work/$1-error.log"
+  printf 'http {\n  access_log off;\n  default_type text/plain;\n'
+  # Keep-alive connections live for the whole run (nginx closes one after 1,000 requests by
+  # default, which would make every proxy reconnect).
+  printf '  keepalive_requests 10000000;\n  keepalive_timeout 120s;\n'
+  for t in client_body proxy fastcgi uwsgi scgi; do printf '  %s_temp_path %s;\n' "$t" "$work/tmp/$1-$t"; done
+}
+
+{
+  echo "worker_processes 1;"
+  nginx_common upstream
+  cat <<EOF
+  server {
+    listen 127.0.0.1:$up_port backlog=4096;
+    location / { return 200 "ok"; }
+    # Shows which subject a proxy injected (the sanity checks read it).
+    location = /jwt/whoami { return 200 "\$http_x_auth_subject"; }
+    location = /key/whoami { return 200 "\$http_x_auth_subject"; }
+  }
 }
 EOF
+} > "$work/upstream.conf"
 
-write_nginx() { # workers
-  cat >"$work/nginx.conf" <<EOF
-worker_processes $1;
-pid $work/nginx.pid;
-error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream app { server 127.0.0.1:$upstream_port; keepalive 64; keepalive_requests 1000000; }
+nginx_conf() {
+  echo "worker_processes $1;"
+  nginx_common "nginx$1"
+  cat <<EOF
+  upstream backend {
+    server 127.0.0.1:$up_port;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  ssl_protocols TLSv1.3;
+  ssl_certificate $work/tls.pem;
+  ssl_certificate_key $work/tls-key.pem;
   server {
-    listen 127.0.0.1:$nginx_port;
-    listen 127.0.0.1:$nginx_tls_port ssl;
-    ssl_certificate $work/tls.pem;
-    ssl_certificate_key $work/tls-key.pem;
-    ssl_protocols TLSv1.3;
-    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    listen 127.0.0.1:$nginx_port backlog=4096;
+    listen 127.0.0.1:$nginx_tls_port ssl backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
   }
 }
 EOF
 }
 
-write_haproxy() { # workers
-  cat >"$work/haproxy.cfg" <<EOF
+# The standard HAProxy 2.5+ JWT recipe: the same checks authgate makes (algorithm from config,
+# signature, exp, iss, aud), the subject injected, and a client's own X-Auth-Subject dropped.
+haproxy_cfg() {
+  cat <<EOF
 global
   nbthread $1
-  maxconn 8000
+  maxconn 4096
+
 defaults
   mode http
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-  option http-keep-alive
+  timeout http-keep-alive 60s
+
 frontend jwt
   bind 127.0.0.1:$haproxy_port
-  http-request deny deny_status 401 unless { req.hdr(authorization) -m beg "Bearer " }
+  http-request del-header X-Auth-Subject
+  http-request deny deny_status 401 unless { req.hdr(authorization) -m found }
   http-request set-var(txn.bearer) http_auth_bearer
-  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
-  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
-  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/rsa.pub.pem") -m int 1 }
-  http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
-  http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
-  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request set-var(txn.jwt_iss) var(txn.bearer),jwt_payload_query('\$.iss')
+  http-request set-var(txn.jwt_aud) var(txn.bearer),jwt_payload_query('\$.aud')
+  http-request set-var(txn.jwt_exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.jwt_sub) var(txn.bearer),jwt_payload_query('\$.sub')
   http-request set-var(txn.now) date()
-  http-request deny deny_status 401 unless { var(txn.iss) -m str $issuer }
-  http-request deny deny_status 401 unless { var(txn.aud) -m str $audience }
-  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
-  http-request del-header x-auth-subject
-  http-request set-header x-auth-subject %[var(txn.bearer),jwt_payload_query('\$.sub')]
-  default_backend app
-backend app
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.jwt_iss) -m str https://bench.test/ }
+  http-request deny deny_status 401 unless { var(txn.jwt_aud) -m str bench-api }
+  http-request deny deny_status 401 unless { var(txn.jwt_exp),sub(txn.now) -m int gt 0 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$work/jwt.pub.pem") -m int 1 }
+  http-request set-header X-Auth-Subject %[var(txn.jwt_sub)]
+  default_backend upstream
+
+backend upstream
   http-reuse always
-  server upstream 127.0.0.1:$upstream_port maxconn 1000
+  server up 127.0.0.1:$up_port
 EOF
 }
 
-write_authgate() { # workers
-  cat >"$work/gateway.toml" <<EOF
+# authgate: the issuer verifies with the static public key and can mint with the private one.
+gateway_toml() {
+  local workers=$1 cache=$2 upstream="http://127.0.0.1:$up_port"
+  cat <<EOF
 [server]
-http = "127.0.0.1:$authgate_port"
-https = "127.0.0.1:$authgate_tls_port"
-workers = $1
-max_connections = 20000
+http = "127.0.0.1:$ag_port"
+https = "127.0.0.1:$ag_tls_port"
+workers = $workers
+token_cache_size = $cache
+max_connections = 10000
+shutdown_grace = "1s"
 
 [admin]
-listen = "127.0.0.1:$admin_port"
+listen = "127.0.0.1:$ag_admin"
 
 [[tls.certificates]]
 cert = "tls.pem"
@@ -155,170 +257,281 @@ key = "tls-key.pem"
 
 [[issuers]]
 id = "bench"
-issuer = "$issuer"
-audiences = ["$audience"]
+issuer = "https://bench.test/"
+audiences = ["bench-api"]
 algorithms = ["RS256"]
-keys = ["rsa.pub.pem"]
+keys = ["jwt.pub.pem"]
+private_key = "jwt.pem"
+key_id = "bench-1"
 
 [api_keys]
 file = "keys.toml"
 
-[upstreams.app]
-targets = ["http://127.0.0.1:$upstream_port"]
-
 [[routes]]
 id = "jwt"
-upstream = "app"
+path = "/jwt"
+upstream = "$upstream"
 auth = ["jwt"]
 
 [[routes]]
 id = "key"
 path = "/key"
-upstream = "app"
+upstream = "$upstream"
 auth = ["api_key"]
+
+[[routes]]
+id = "public"
+path = "/public"
+upstream = "$upstream"
+public = true
 EOF
 }
 
-# --- running servers ----------------------------------------------------------------------------
-wait_for() { # url: bounded wait until it answers at all
-  for _ in $(seq 1 100); do curl -sk -o /dev/null "$1" && return 0; sleep 0.05; done
-  echo "nothing answers at $1" >&2
-  exit 1
-}
-expect() { # status url [curl args]: the proxy decides correctly, or the run stops
-  local want=$1 url=$2
-  shift 2
-  local got
-  got=$(curl -sk -o /dev/null -w '%{http_code}' "$@" "$url")
-  [[ "$got" == "$want" ]] || { echo "expected $want from $url, got $got" >&2; exit 1; }
-}
+# --- credentials -------------------------------------------------------------------------------
+"$authgate" keys new --subject bench-bot 2>/dev/null > "$work/key.out"
+api_key=$(head -n1 "$work/key.out")
+tail -n +3 "$work/key.out" > "$work/keys.toml"
+gateway_toml 1 100000 > "$work/gateway.toml"
+"$authgate" check --config "$work/gateway.toml" >/dev/null
+# Every token outlives the run by far.
+token=$("$authgate" token --config "$work/gateway.toml" --issuer bench --sub bench-user --ttl 2h)
+wrong_aud=$("$authgate" token --config "$work/gateway.toml" --issuer bench --sub bench-user --aud other-api --ttl 2h)
+bad_signature="${token%????}AAAA"
+mint_started=$SECONDS
+target/release/examples/mint_tokens "$work/gateway.toml" bench "$rotation" 2h > "$work/tokens.txt"
+(( $(wc -l < "$work/tokens.txt") == rotation )) || die "mint_tokens printed too few tokens"
+export TOKENS_FILE="$work/tokens.txt" PACE_MS=$pace_ms
+echo "minted $rotation tokens in $(( SECONDS - mint_started )) s" >&2
 
-taskset -c "$load_cpu" nginx -c "$work/upstream.conf" -g 'daemon off;' & pids+=($!)
-wait_for "http://127.0.0.1:$upstream_port/"
-
-start_proxies() { # workers
-  local cpu_list
-  cpu_list=$(proxy_cpus "$1")
-  write_nginx "$1"; write_haproxy "$1"; write_authgate "$1"
-  taskset -c "$cpu_list" nginx -c "$work/nginx.conf" -g 'daemon off;' & nginx_pid=$!
-  taskset -c "$cpu_list" haproxy -f "$work/haproxy.cfg" -db -q & haproxy_pid=$!
-  (cd "$work" && RUST_LOG=warn exec taskset -c "$cpu_list" "$OLDPWD/target/release/authgate" run --config gateway.toml) & authgate_pid=$!
-  pids+=("$nginx_pid" "$haproxy_pid" "$authgate_pid")
-  wait_for "http://127.0.0.1:$nginx_port/"
-  wait_for "http://127.0.0.1:$haproxy_port/"
-  wait_for "http://127.0.0.1:$authgate_port/"
-  expect 200 "http://127.0.0.1:$nginx_port/"
-  expect 200 "https://localhost:$nginx_tls_port/"
-  expect 200 "http://127.0.0.1:$haproxy_port/" -H "Authorization: Bearer $token"
-  expect 401 "http://127.0.0.1:$haproxy_port/"
-  expect 401 "http://127.0.0.1:$haproxy_port/" -H "Authorization: Bearer ${token}x"
-  expect 200 "http://127.0.0.1:$authgate_port/" -H "Authorization: Bearer $token"
-  expect 200 "https://localhost:$authgate_tls_port/" -H "Authorization: Bearer $token"
-  expect 401 "http://127.0.0.1:$authgate_port/"
-  expect 401 "http://127.0.0.1:$authgate_port/" -H "Authorization: Bearer ${token}x"
-  expect 200 "http://127.0.0.1:$authgate_port/key" -H "X-API-Key: $api_key"
-  expect 401 "http://127.0.0.1:$authgate_port/key"
+# --- starting and stopping servers -------------------------------------------------------------
+start_upstream() {
+  taskset -c "$client_cpu" nginx -p "$work" -e "$work/upstream-error.log" -c "$work/upstream.conf" -g 'daemon off;' &
+  running[upstream]=$! current=upstream
+  wait_for "http://127.0.0.1:$up_port/" "$work/upstream-error.log"
 }
-
-stop_proxies() {
-  kill "$nginx_pid" "$haproxy_pid" "$authgate_pid" 2>/dev/null || true
-  wait "$nginx_pid" "$haproxy_pid" "$authgate_pid" 2>/dev/null || true
+start_nginx() {
+  nginx_conf "$1" > "$work/nginx$1.conf"
+  taskset -c "$(proxy_cpus "$1")" nginx -p "$work" -e "$work/nginx$1-error.log" -c "$work/nginx$1.conf" -g 'daemon off;' &
+  running[nginx]=$! current=nginx
+  wait_for "http://127.0.0.1:$nginx_port/" "$work/nginx$1-error.log"
+}
+start_haproxy() {
+  haproxy_cfg "$1" > "$work/haproxy$1.cfg"
+  taskset -c "$(proxy_cpus "$1")" haproxy -f "$work/haproxy$1.cfg" -db >>"$work/haproxy.log" 2>&1 &
+  running[haproxy]=$! current=haproxy
+  wait_for "http://127.0.0.1:$haproxy_port/" "$work/haproxy.log"
+}
+# start_authgate WORKERS TOKEN_CACHE_SIZE
+start_authgate() {
+  local config="$work/gateway-w$1-c$2.toml"
+  gateway_toml "$1" "$2" > "$config"
+  # Its access log is at info; rustls warns about every client (wrk) that sends an IP as SNI.
+  RUST_LOG=warn,rustls=error taskset -c "$(proxy_cpus "$1")" "$authgate" run --config "$config" 2>>"$work/authgate.log" &
+  running[authgate]=$! current=authgate
+  wait_for "http://127.0.0.1:$ag_port/public" "$work/authgate.log"
 }
 
-# --- measuring ----------------------------------------------------------------------------------
-results="$work/results.txt"
-: >"$results"
-
-to_ms() { # wrk latency (123.45us, 1.23ms, 1.20s) → milliseconds
-  awk -v v="$1" 'BEGIN {
-    n = v + 0
-    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n *= 1000
-    printf "%.2f", n }'
+# The sanity checks, per kind of endpoint.
+check_open() { expect 200 "$1"; }
+check_jwt() {
+  expect 200 "$1" -H "Authorization: Bearer $token"
+  expect 401 "$1"
+  expect 401 "$1" -H "Authorization: Bearer $bad_signature"
+  expect 401 "$1" -H "Authorization: Bearer $wrong_aud"
+  expect 200 "$1" -H "Authorization: Bearer $(head -n1 "$TOKENS_FILE")"
+  expect 200 "$1" -H "Authorization: Bearer $(tail -n1 "$TOKENS_FILE")"
+  expect_subject "${1%/jwt}/jwt/whoami" bench-user -H "Authorization: Bearer $token" -H "X-Auth-Subject: mallory"
+}
+check_key() {
+  expect 200 "$1" -H "X-API-Key: $api_key"
+  expect 401 "$1"
+  expect 401 "$1" -H "X-API-Key: ${api_key%?}x"
+  expect_subject "${1%/key}/key/whoami" bench-bot -H "X-API-Key: $api_key"
 }
 
-measure() { # label workers url [wrk args…]
-  local label=$1 workers=$2 url=$3
-  shift 3
-  local out
-  out=$(taskset -c "$load_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@" "$url")
-  local rps p50 p99 errors
-  rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
-  p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
-  p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
-  errors=$(awk '/Non-2xx or 3xx responses:/ {print $NF} /Socket errors:/ {print "socket"}' <<<"$out" | tr '\n' ' ')
-  [[ -z "$errors" ]] || { echo "$label: errors during the run: $errors" >&2; echo "$out" >&2; exit 1; }
-  echo "$label|$workers|$rps|$p50|$p99" >>"$results"
-  printf '  %-40s %s workers %8s req/s  p50 %6s ms  p99 %6s ms\n' "$label" "$workers" "$rps" "$p50" "$p99" >&2
-}
-
-rss_kib() { # pids… → summed VmRSS of them and their children
-  local total=0 pid child
-  for pid in "$@"; do
-    for child in $pid $(pgrep -P "$pid" || true); do
-      total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$child/status" 2>/dev/null || echo 0)))
-    done
-  done
+# --- measuring ---------------------------------------------------------------------------------
+# A server and its children (nginx's master and workers).
+tree() { echo "$1"; cat /proc/"$1"/task/*/children 2>/dev/null || true; }
+kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
+tree_kib() {
+  local total=0
+  for p in $(tree "$1"); do total=$(( total + $(kib "$p" "$2") )); done
   echo "$total"
 }
+# CPU time (user + system, in clock ticks) used so far by a server and its children.
+tree_ticks() {
+  local total=0
+  for p in $(tree "$1"); do total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done
+  echo "$total"
+}
+ticks_per_second=$(getconf CLK_TCK)
 
-memory_at_1000() { # label url pid [wrk args…]: RSS while 1,000 keep-alive connections are served
-  local label=$1 url=$2 pid=$3
-  shift 3
-  taskset -c "$load_cpu" wrk -t1 -c1000 -d"$((seconds + 1))s" "$@" "$url" >/dev/null &
-  local load=$!
-  sleep "$seconds"
-  local kib
-  kib=$(rss_kib "$pid")
-  wait "$load"
-  printf '%s|%.1f\n' "$label" "$(awk -v k="$kib" 'BEGIN {print k / 1024}')" >>"$work/memory.txt"
+declare -a order=()
+declare -A label=() workers_of=() rps=() p50=() p99=() flag=() cpu_us=()
+
+# wrk's "1.23ms" / "456.00us" / "1.02s" / "2.00m" in milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN { n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000
+    else if (v ~ /m$/) n *= 60000
+    printf "%.2f", n }'
+}
+run_wrk() { timeout $(( $1 + 30 )) taskset -c "$client_cpu" wrk -t1 -d"$1s" "${@:2}"; }
+
+# measure ID LABEL WORKERS URL [wrk args…]: a warm-up run, then the measured one, against the
+# server started last ($current). Besides wrk's view it records the server's CPU time per
+# request: other work on the machine lowers req/s, but hardly what each request costs.
+measure() {
+  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pid=${running[$current]} ticks requests
+  label[$id]=$2 workers_of[$id]=$3
+  shift 4
+  run_wrk "$warm" -c"$connections" "$@" "$url" > /dev/null
+  ticks=$(tree_ticks "$pid")
+  run_wrk "$seconds" -c"$connections" --latency "$@" "$url" > "$out"
+  ticks=$(( $(tree_ticks "$pid") - ticks ))
+  requests=$(awk '/requests in/ {print $1}' "$out")
+  cpu_us[$id]=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  rps[$id]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
+  p50[$id]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+  p99[$id]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  # A row with failed requests is kept but marked: its speed may be that of failing fast.
+  errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
+  flag[$id]=""
+  if (( errors > 0 )); then flag[$id]=" ($errors errors)"; fi
+  order+=("$id")
+  printf '%-50s %s worker(s) %7s req/s  p50 %6s ms  p99 %6s ms  %6s CPU µs/req%s\n' "${label[$id]}" \
+    "${workers_of[$id]}" "${rps[$id]}" "${p50[$id]}" "${p99[$id]}" "${cpu_us[$id]}" "${flag[$id]}" >&2
 }
 
-echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), Linux $(uname -r)" >&2
-echo "tools: $(nginx -v 2>&1 | sed 's/.*: //'), $(haproxy -v | head -1 | awk '{print "HAProxy " $3}'), wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(target/release/authgate --version)" >&2
-echo "wrk: 1 thread, $connections connections, ${seconds}s per row; proxy on CPU $(proxy_cpus 1) (1 worker), load + upstream on CPU $load_cpu" >&2
+start_upstream
+check_open "http://127.0.0.1:$up_port/"
+measure upstream "upstream directly (the ceiling)" - "http://127.0.0.1:$up_port/jwt"
 
-measure "upstream directly" - "http://127.0.0.1:$upstream_port/"
-: >"$work/memory.txt"
-for workers in "${worker_counts[@]}"; do
-  start_proxies "$workers"
-  measure "nginx plain proxy" "$workers" "http://127.0.0.1:$nginx_port/"
-  measure "HAProxy JWT RS256" "$workers" "http://127.0.0.1:$haproxy_port/" -H "Authorization: Bearer $token"
-  measure "authgate JWT RS256 (one token, cached)" "$workers" "http://127.0.0.1:$authgate_port/" -H "Authorization: Bearer $token"
-  TOKENS_FILE="$work/tokens.txt" TOKENS_PATH=/ \
-    measure "authgate JWT RS256 (10,000 tokens)" "$workers" "http://127.0.0.1:$authgate_port/" -s benches/load/tokens.lua
-  TOKENS_FILE="$work/tokens.txt" TOKENS_PATH=/ \
-    measure "HAProxy JWT RS256 (10,000 tokens)" "$workers" "http://127.0.0.1:$haproxy_port/" -s benches/load/tokens.lua
-  measure "authgate API key" "$workers" "http://127.0.0.1:$authgate_port/key" -H "X-API-Key: $api_key"
-  measure "nginx TLS 1.3" "$workers" "https://localhost:$nginx_tls_port/"
-  measure "authgate TLS 1.3, JWT cached" "$workers" "https://localhost:$authgate_tls_port/" -H "Authorization: Bearer $token"
-  if ((workers == 1)); then
-    # Fixed rate: 64 connections, one request each per 20 ms ≈ 3,200 req/s.
-    PACE_MS=20 measure "nginx plain, paced ~3.2k req/s" "$workers" "http://127.0.0.1:$nginx_port/" -s benches/load/paced.lua
-    PACE_MS=20 measure "authgate JWT, paced ~3.2k req/s" "$workers" "http://127.0.0.1:$authgate_port/" -s benches/load/paced.lua -H "Authorization: Bearer $token"
-    memory_at_1000 "nginx plain proxy (master + worker)" "http://127.0.0.1:$nginx_port/" "$nginx_pid"
-    memory_at_1000 "HAProxy JWT" "http://127.0.0.1:$haproxy_port/" "$haproxy_pid" -H "Authorization: Bearer $token"
-    memory_at_1000 "authgate JWT" "http://127.0.0.1:$authgate_port/" "$authgate_pid" -H "Authorization: Bearer $token"
-  fi
-  stop_proxies
+for w in "${worker_counts[@]}"; do
+  start_nginx "$w"
+  check_open "http://127.0.0.1:$nginx_port/jwt"
+  check_open "https://127.0.0.1:$nginx_tls_port/jwt"
+  measure "nginx-$w" "nginx, plain proxy, no auth" "$w" "http://127.0.0.1:$nginx_port/jwt"
+  measure "nginx-tls-$w" "nginx, TLS 1.3, no auth" "$w" "https://127.0.0.1:$nginx_tls_port/jwt"
+  stop nginx
+
+  start_haproxy "$w"
+  check_jwt "http://127.0.0.1:$haproxy_port/jwt"
+  measure "haproxy-$w" "HAProxy, JWT RS256 (jwt_verify)" "$w" "http://127.0.0.1:$haproxy_port/jwt" \
+    -H "Authorization: Bearer $token"
+  stop haproxy
+
+  start_authgate "$w" 100000
+  check_open "http://127.0.0.1:$ag_port/public"
+  check_jwt "http://127.0.0.1:$ag_port/jwt"
+  check_jwt "https://127.0.0.1:$ag_tls_port/jwt"
+  check_key "http://127.0.0.1:$ag_port/key"
+  measure "ag-public-$w" "authgate, public route (no auth)" "$w" "http://127.0.0.1:$ag_port/public"
+  measure "ag-jwt-$w" "authgate, JWT RS256, one token (cached)" "$w" "http://127.0.0.1:$ag_port/jwt" \
+    -H "Authorization: Bearer $token"
+  measure "ag-key-$w" "authgate, API key" "$w" "http://127.0.0.1:$ag_port/key" -H "X-API-Key: $api_key"
+  measure "ag-tls-$w" "authgate, TLS 1.3, JWT (cached)" "$w" "https://127.0.0.1:$ag_tls_port/jwt" \
+    -H "Authorization: Bearer $token"
+  stop authgate
+
+  start_authgate "$w" "$cold_cache"
+  check_jwt "http://127.0.0.1:$ag_port/jwt"
+  measure "ag-10k-$w" "authgate, JWT RS256, $rotation tokens rotating" "$w" "http://127.0.0.1:$ag_port/jwt" \
+    -s benches/load/tokens.lua
+  cache_counts=$(curl -s "http://127.0.0.1:$ag_admin/metrics" | awk '/^authgate_token_cache_total/ {sub(/.*result="/, ""); sub(/"}/, ""); printf "%s %s ", $1, $2}')
+  echo "token cache during the rotation row: $cache_counts" >&2
+  stop authgate
 done
 
-# --- the table ----------------------------------------------------------------------------------
-awk -F'|' '
-  { label[NR] = $1; workers[NR] = $2; rps[NR] = $3; p50[NR] = $4; p99[NR] = $5
-    if ($1 == "nginx plain proxy") nginx[$2] = $3
-    if ($1 == "HAProxy JWT RS256") haproxy[$2] = $3 }
-  END {
-    print "| setup | workers | req/s | p50 ms | p99 ms | × nginx plain | × HAProxy JWT |"
-    print "|---|---|---:|---:|---:|---:|---:|"
-    for (i = 1; i <= NR; i++) {
-      w = workers[i]; vs_nginx = "–"; vs_haproxy = "–"
-      if (label[i] !~ /paced/ && w in nginx) vs_nginx = sprintf("%.2f", rps[i] / nginx[w])
-      if (label[i] !~ /paced/ && w in haproxy) vs_haproxy = sprintf("%.2f", rps[i] / haproxy[w])
-      if (w == "-") { vs_nginx = sprintf("%.2f", rps[i] / nginx[1]); vs_haproxy = sprintf("%.2f", rps[i] / haproxy[1]) }
-      printf "| %s | %s | %s | %s | %s | %s | %s |\n", label[i], w, rps[i], p50[i], p99[i], vs_nginx, vs_haproxy
-    }
-  }' "$results"
+# p99 at a fixed moderate rate, one worker each.
+start_nginx 1
+measure paced-nginx "nginx, plain, paced (~$(( connections * 1000 / pace_ms )) req/s)" 1 \
+  "http://127.0.0.1:$nginx_port/jwt" -s benches/load/paced.lua
+stop nginx
+start_authgate 1 100000
+measure paced-ag "authgate, JWT cached, paced (~$(( connections * 1000 / pace_ms )) req/s)" 1 \
+  "http://127.0.0.1:$ag_port/jwt" -s benches/load/paced.lua -H "Authorization: Bearer $token"
+stop authgate
+
+# Memory with 1,000 keep-alive connections under full load (the worst case: every connection
+# has a request in flight). RSS is sampled halfway through; VmHWM is the peak.
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+declare -A mem=() rss_kib=()
+memory() {
+  local name=$1 pid=${running[$1]} port=$2 load idle sockets
+  shift 2
+  idle=$(tree_kib "$pid" VmRSS)
+  run_wrk "$mem_seconds" -c"$mem_connections" "$@" > "$work/wrk-mem-$name.txt" &
+  load=$!
+  sleep $(( mem_seconds / 2 ))
+  sockets=$(ss -Htn state established "sport = :$port" | wc -l)
+  # The proxy's own connections to the upstream (its pool) hold buffers too.
+  upstream_sockets=$(ss -Htn state established "dport = :$up_port" | wc -l)
+  rss_kib[$name]=$(tree_kib "$pid" VmRSS)
+  mem[$name]="$name: idle $(mb "$idle") MB; with $sockets client and $upstream_sockets upstream connections open: RSS $(mb "${rss_kib[$name]}") MB"
+  wait "$load"
+  mem[$name]+=", peak (VmHWM) $(mb "$(tree_kib "$pid" VmHWM)") MB"
+  echo "${mem[$name]}" >&2
+}
+start_nginx 1
+memory nginx "$nginx_port" "http://127.0.0.1:$nginx_port/jwt"
+stop nginx
+start_authgate 1 100000
+memory authgate "$ag_port" "http://127.0.0.1:$ag_port/jwt" -H "Authorization: Bearer $token"
+stop authgate
+
+# --- report ------------------------------------------------------------------------------------
+ratio() { # ratio A B: A/B with two decimals, or "–" when B is missing
+  [[ -n ${2:-} && ${2:-0} != 0 && -n ${1:-} ]] || { echo "–"; return; }
+  awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'
+}
+version_of() { "$@" 2>&1 | awk 'NR == 1' || true; }
+# target TEXT VALUE OP LIMIT [NOTE]: one line of the targets list ("met" or "MISSED").
+target() {
+  local verdict
+  if [[ -z $2 || $2 == – ]]; then verdict="not measured"
+  else verdict=$(awk -v v="${2%×}" -v op="$3" -v l="$4" 'BEGIN {
+      ok = (op == ">=") ? v >= l : v <= l; print ok ? "met" : "MISSED" }')
+  fi
+  echo "- $1: $2 (target $3 $4): $verdict${5:+; $5}"
+}
+# faster TEXT ID REFERENCE LIMIT: a throughput target, with the same ratio by CPU per request
+# (what the ratio would be with a whole core each; less disturbed by other work on the machine).
+faster() {
+  target "$1" "$(ratio "${rps[$2]:-}" "${rps[$3]:-}")" ">=" "$4" \
+    "by CPU per request $(ratio "${cpu_us[$3]:-}" "${cpu_us[$2]:-}")"
+}
 echo
-echo "| RSS while serving 1,000 keep-alive connections (1 worker) | MiB |"
-echo "|---|---:|"
-awk -F'|' '{ printf "| %s | %s |\n", $1, $2 }' "$work/memory.txt"
+echo "## Load benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $($quick && echo quick || echo full) mode)"
+echo
+echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load average before the run: $load_before"
+echo "- $(version_of nginx -v | sed 's/.*: //'), $(version_of haproxy -v | awk '{print "haproxy " $3}'), $(version_of wrk -v | awk '{print $1, $2}'), $(openssl version | awk '{print $1, $2}'), $(version_of rustc --version | awk '{print $1, $2}'), $("$authgate" --version)"
+echo "- wrk -t1 -c$connections, ${seconds} s per row after ${warm} s of warm-up; 1-worker proxies on CPU 0, 2-worker on CPUs 0-1; wrk and upstream on CPU 1"
+echo
+echo "| row | workers | req/s | p50 ms | p99 ms | vs nginx plain | vs HAProxy JWT | server CPU µs/req |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for id in "${order[@]}"; do
+  w=${workers_of[$id]}
+  ref=$w; [[ $ref == - ]] && ref=1
+  if [[ $id == paced-* ]]; then vs_nginx="–" vs_haproxy="–"
+  else vs_nginx=$(ratio "${rps[$id]}" "${rps[nginx-$ref]:-}"); vs_haproxy=$(ratio "${rps[$id]}" "${rps[haproxy-$ref]:-}")
+  fi
+  echo "| ${label[$id]}${flag[$id]} | $w | ${rps[$id]} | ${p50[$id]} | ${p99[$id]} | $vs_nginx | $vs_haproxy | ${cpu_us[$id]} |"
+done
+echo
+echo "Token cache during the last rotation row: $cache_counts"
+echo
+echo "Memory, 1 worker, wrk -c$mem_connections for ${mem_seconds} s:"
+echo "- ${mem[nginx]} (master + worker)"
+echo "- ${mem[authgate]}"
+echo
+echo "Targets:"
+for w in "${worker_counts[@]}"; do
+  faster "authgate JWT cached vs HAProxy JWT, $w worker(s)" "ag-jwt-$w" "haproxy-$w" 3.0
+  faster "authgate JWT cached vs nginx plain, $w worker(s)" "ag-jwt-$w" "nginx-$w" 1.0
+  faster "authgate $rotation tokens vs HAProxy JWT, $w worker(s)" "ag-10k-$w" "haproxy-$w" 1.0
+  faster "authgate API key vs nginx plain, $w worker(s)" "ag-key-$w" "nginx-$w" 1.0
+  faster "authgate TLS vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.0
+done
+target "p99 at a fixed rate, authgate JWT vs nginx plain" "$(ratio "${p99[paced-ag]:-}" "${p99[paced-nginx]:-}")" "<=" 1.2
+target "authgate RSS MB with $mem_connections connections" "$(mb "${rss_kib[authgate]:-0}")" "<=" 30

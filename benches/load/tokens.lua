@@ -1,13 +1,13 @@
--- wrk script: each request carries the next of the tokens in $TOKENS_FILE (one per line), so
--- a verified-token cache cannot answer from memory until every token has been seen once.
+-- wrk script: every request carries the next token from the file named by $TOKENS_FILE (one
+-- token per line), cycling, so a gateway sees many distinct tokens instead of one.
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS_FILE")) do
-  tokens[#tokens + 1] = "Bearer " .. line
+  tokens[#tokens + 1] = line
 end
-local next_token = 0
-local path = os.getenv("TOKENS_PATH") or "/"
+assert(#tokens > 0, "no tokens in " .. os.getenv("TOKENS_FILE"))
+local i = 0
 
 request = function()
-  next_token = next_token % #tokens + 1
-  return wrk.format("GET", path, { ["Authorization"] = tokens[next_token] })
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
 end
