@@ -309,11 +309,14 @@ async fn serve_connection<I>(
             // One snapshot for the whole request, whatever reloads happen meanwhile.
             let snapshot = runtime.load_full();
             let conn = conn.clone();
-            async move {
+            // Boxed: hyper keeps room for one request future per connection for the connection's
+            // whole life, so an unboxed (large) future would cost every idle keep-alive
+            // connection its size; boxed, it costs a pointer, and the request its allocation.
+            Box::pin(async move {
                 let response = proxy::handle(&snapshot, request, conn).await;
                 drop(in_flight);
                 Ok::<_, Infallible>(response)
-            }
+            })
         })
     };
     let connection = shared

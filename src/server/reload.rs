@@ -67,8 +67,10 @@ impl Reloader {
     /// Reloads whenever the config file or a file it names changes, until the returned task
     /// is aborted.
     pub fn watch(self, path: PathBuf) -> tokio::task::JoinHandle<()> {
+        // The baseline is taken now, not when the task first runs: on a busy machine that can
+        // be later, and a change made in between would become the baseline and never reload.
+        let mut seen = fingerprints(&watched(&path, &self.runtime.load()));
         tokio::spawn(async move {
-            let mut seen = fingerprints(&watched(&path, &self.runtime.load()));
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
                 let files = watched(&path, &self.runtime.load());
