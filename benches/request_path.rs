@@ -106,11 +106,12 @@ fn benches(c: &mut Criterion) {
 
     let stripper = IdentityStripper::new(&identity_settings());
     let headers = browser_like_headers();
+    let host = HeaderValue::from_static("api.example.com");
     let hop = Hop {
         client: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
         trusted: false,
         proto: "https",
-        host: Some("api.example.com"),
+        host: Some(&host),
     };
     c.bench_function(
         "header rewrite: strip identity, hop-by-hop, forwarding",

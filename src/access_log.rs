@@ -11,9 +11,13 @@ use metrics::SharedString;
 
 /// What the handler learned about a request on its way through, for metrics and the log.
 #[derive(Debug, Default)]
-pub struct Exchange {
+pub struct Exchange<'s> {
+    /// Whether the access log is on: the fields only it reads are filled only then.
+    pub logged: bool,
     /// The route that matched.
     pub route: Option<SharedString>,
+    /// The matched route's metric handles (none: no route matched).
+    pub metrics: Option<&'s crate::metrics::RouteMetrics>,
     /// The upstream the request went to.
     pub upstream: Option<String>,
     /// `jwt`, `api_key`, or none.
@@ -47,9 +51,14 @@ pub struct Line<'a> {
     pub bytes_out: Option<u64>,
 }
 
+/// Whether access-log lines are written (`RUST_LOG` may silence them).
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "authgate::access", tracing::Level::INFO)
+}
+
 /// Writes the line, if the access log is enabled.
-pub fn write(line: &Line<'_>, exchange: &Exchange) {
-    if !tracing::enabled!(target: "authgate::access", tracing::Level::INFO) {
+pub fn write(line: &Line<'_>, exchange: &Exchange<'_>) {
+    if !enabled() {
         return;
     }
     tracing::info!(

@@ -2,10 +2,10 @@
 //! label sets cannot drift apart. Labels hold only small closed sets (route ids, issuer ids,
 //! reason codes), never free text, so cardinality stays bounded.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
-use metrics::SharedString;
+use metrics::{Counter, Gauge, Histogram, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Requests answered: `{route, status}`.
@@ -37,10 +37,12 @@ const DURATION_BUCKETS: [f64; 16] = [
     1.0, 2.5, 10.0,
 ];
 
+/// The recorder's handle, once [`install`] has run (`None` inside: another recorder was first).
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
 /// Installs the Prometheus recorder (once per process) and returns the handle `/metrics`
 /// renders. `None` if another recorder was installed first (the metrics then go there).
 pub fn install() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
@@ -88,11 +90,93 @@ fn status_label(status: u16) -> SharedString {
     }
 }
 
-/// Counts one answered request and its duration.
-pub fn request(route: &SharedString, status: u16, duration: Duration) {
-    metrics::counter!(REQUESTS, "route" => route.clone(), "status" => status_label(status))
-        .increment(1);
-    metrics::histogram!(REQUEST_DURATION, "route" => route.clone()).record(duration.as_secs_f64());
+/// Calls `record` with the handle kept in `cell`, resolving it with `make` the first time. A
+/// handle is kept only once [`install`] has run: from then on the process's recorder is fixed,
+/// while one resolved earlier could be a no-op left over from before any recorder existed.
+fn with_kept<T>(cell: &OnceLock<T>, make: impl FnOnce() -> T, record: impl FnOnce(&T)) {
+    if let Some(handle) = cell.get() {
+        record(handle);
+    } else if HANDLE.get().is_some() {
+        record(cell.get_or_init(make));
+    } else {
+        record(&make());
+    }
+}
+
+/// The statuses a route keeps a resolved request counter for: the ones a gateway answers with.
+/// Any other status is counted through a lookup, as correct and a little slower.
+const KEPT_STATUSES: [u16; 16] = [
+    200, 101, 201, 204, 301, 302, 304, 400, 401, 403, 404, 413, 500, 502, 503, 504,
+];
+
+/// One route's per-request metric handles, resolved on first use and then reused: recording
+/// through a handle is an atomic add, where `counter!` with labels builds, sorts and hashes a
+/// key and looks it up in the registry on every call. Lives as long as the route's snapshot.
+#[derive(Debug)]
+pub struct RouteMetrics {
+    label: SharedString,
+    requests: [OnceLock<Counter>; KEPT_STATUSES.len()],
+    duration: OnceLock<Histogram>,
+    /// `allow` decisions (reason `ok`) by method: `jwt`, `api_key`.
+    allowed: [OnceLock<Counter>; 2],
+}
+
+impl RouteMetrics {
+    /// The handles of the route labelled `label`, none resolved yet.
+    pub fn new(label: SharedString) -> Self {
+        RouteMetrics {
+            label,
+            requests: std::array::from_fn(|_| OnceLock::new()),
+            duration: OnceLock::new(),
+            allowed: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// The handles of requests no route matched (`route="-"`).
+    pub fn no_route() -> &'static RouteMetrics {
+        static NO_ROUTE: LazyLock<RouteMetrics> = LazyLock::new(|| RouteMetrics::new("-".into()));
+        &NO_ROUTE
+    }
+
+    /// The handles of requests to the token service's endpoints (route `token_service`).
+    pub fn token_service() -> &'static RouteMetrics {
+        static TOKEN_SERVICE: LazyLock<RouteMetrics> =
+            LazyLock::new(|| RouteMetrics::new("token_service".into()));
+        &TOKEN_SERVICE
+    }
+
+    /// The `route` label.
+    pub fn label(&self) -> &SharedString {
+        &self.label
+    }
+
+    /// Counts one answered request and its duration.
+    pub fn request(&self, status: u16, duration: Duration) {
+        let counter = || metrics::counter!(REQUESTS, "route" => self.label.clone(), "status" => status_label(status));
+        match KEPT_STATUSES.iter().position(|kept| *kept == status) {
+            Some(slot) => with_kept(&self.requests[slot], counter, |c| c.increment(1)),
+            None => counter().increment(1),
+        }
+        with_kept(
+            &self.duration,
+            || metrics::histogram!(REQUEST_DURATION, "route" => self.label.clone()),
+            |h| h.record(duration.as_secs_f64()),
+        );
+    }
+
+    /// Counts one authentication decision.
+    pub fn auth_decision(&self, method: &'static str, result: &'static str, reason: &'static str) {
+        let counter = || metrics::counter!(AUTH_DECISIONS, "route" => self.label.clone(), "method" => method, "result" => result, "reason" => reason);
+        let slot = match (method, result, reason) {
+            ("jwt", "allow", "ok") => Some(0),
+            ("api_key", "allow", "ok") => Some(1),
+            _ => None,
+        };
+        match slot {
+            Some(slot) => with_kept(&self.allowed[slot], counter, |c| c.increment(1)),
+            None => counter().increment(1),
+        }
+    }
 }
 
 /// Counts one upstream failure.
@@ -105,25 +189,25 @@ pub fn config_reload(ok: bool) {
     metrics::counter!(CONFIG_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
 }
 
+/// Calls `record` with the open-connections gauge of `listener`.
+fn connections(listener: &'static str, record: impl FnOnce(&Gauge)) {
+    static KEPT: [OnceLock<Gauge>; 2] = [OnceLock::new(), OnceLock::new()];
+    let gauge = || metrics::gauge!(CONNECTIONS, "listener" => listener);
+    match listener {
+        "http" => with_kept(&KEPT[0], gauge, record),
+        "https" => with_kept(&KEPT[1], gauge, record),
+        _ => record(&gauge()),
+    }
+}
+
 /// Tracks open connections on a listener.
 pub fn connection_opened(listener: &'static str) {
-    metrics::gauge!(CONNECTIONS, "listener" => listener).increment(1.0);
+    connections(listener, |g| g.increment(1.0));
 }
 
 /// The matching close.
 pub fn connection_closed(listener: &'static str) {
-    metrics::gauge!(CONNECTIONS, "listener" => listener).decrement(1.0);
-}
-
-/// Counts one authentication decision.
-pub fn auth_decision(
-    route: &SharedString,
-    method: &'static str,
-    result: &'static str,
-    reason: &'static str,
-) {
-    metrics::counter!(AUTH_DECISIONS, "route" => route.clone(), "method" => method, "result" => result, "reason" => reason)
-        .increment(1);
+    connections(listener, |g| g.decrement(1.0));
 }
 
 /// Counts one JWKS fetch.
@@ -146,7 +230,12 @@ pub fn key_refused(issuer: &str) {
 
 /// Counts a token-cache lookup.
 pub fn token_cache(hit: bool) {
-    metrics::counter!(TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
+    static KEPT: [OnceLock<Counter>; 2] = [OnceLock::new(), OnceLock::new()];
+    with_kept(
+        &KEPT[usize::from(hit)],
+        || metrics::counter!(TOKEN_CACHE, "result" => if hit { "hit" } else { "miss" }),
+        |c| c.increment(1),
+    );
 }
 
 /// Counts one token-service request.

@@ -23,6 +23,7 @@ use std::time::Instant;
 use crate::access_log::Exchange;
 use crate::config::RouteTarget;
 use crate::error::{Fault, GatewayError};
+use crate::metrics::RouteMetrics;
 use crate::runtime::Snapshot;
 use crate::Body;
 
@@ -56,7 +57,10 @@ pub async fn handle(
     let method = request.method().clone();
     let uri = request.uri().clone();
     let bytes_in = content_length(request.headers());
-    let mut exchange = Exchange::default();
+    let mut exchange = Exchange {
+        logged: crate::access_log::enabled(),
+        ..Exchange::default()
+    };
     let mut response = match forward(
         snapshot,
         request,
@@ -84,8 +88,11 @@ pub async fn handle(
         .insert(X_REQUEST_ID.clone(), request_id);
     let status = response.status().as_u16();
     let duration = started.elapsed();
-    let route = exchange.route.clone().unwrap_or_else(|| NO_ROUTE.into());
-    crate::metrics::request(&route, status, duration);
+    let metrics: &RouteMetrics = match exchange.metrics {
+        Some(metrics) => metrics,
+        None => RouteMetrics::no_route(),
+    };
+    metrics.request(status, duration);
     let line = crate::access_log::Line {
         request_id: response
             .headers()
@@ -104,12 +111,6 @@ pub async fn handle(
     response
 }
 
-/// The `route` label of requests no route matched.
-const NO_ROUTE: &str = "-";
-
-/// The `route` label of requests to the token service's endpoints.
-const TOKEN_SERVICE_ROUTE: &str = "token_service";
-
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
     headers
         .get(CONTENT_LENGTH)
@@ -117,13 +118,13 @@ fn content_length(headers: &http::HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn forward(
-    snapshot: &Snapshot,
+async fn forward<'s>(
+    snapshot: &'s Snapshot,
     mut request: Request<Incoming>,
     conn: &ConnInfo,
     trusted: bool,
     request_id: &HeaderValue,
-    exchange: &mut Exchange,
+    exchange: &mut Exchange<'s>,
 ) -> Result<Response<Body>, GatewayError> {
     // Dot segments are resolved before routing, so `/public/../admin` can never be matched
     // against `/public` and then be read as `/admin` by the upstream.
@@ -146,7 +147,9 @@ async fn forward(
     // route cannot shadow (or be asked to forward) a login.
     if let Some(service) = &snapshot.token_service {
         if let Some(endpoint) = service.endpoint(request.uri().path()) {
-            exchange.route = Some(TOKEN_SERVICE_ROUTE.into());
+            let metrics = crate::metrics::RouteMetrics::token_service();
+            exchange.route = Some(metrics.label().clone());
+            exchange.metrics = Some(metrics);
             snapshot.identity.strip(request.headers_mut());
             let caller = crate::token_service::endpoints::Caller {
                 address: headers::client_address(
@@ -163,19 +166,16 @@ async fn forward(
     }
 
     // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or
-    // the Host header (HTTP/1.1).
-    let authority = request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            request
-                .headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
-    let host = authority.as_deref().map(routes::routing_host);
+    // the Host header (HTTP/1.1). Kept as a header value, which the forwarding headers reuse.
+    let authority = match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => request.headers().get(HOST).cloned(),
+    }
+    .filter(|value| value.to_str().is_ok());
+    let host = authority
+        .as_ref()
+        .and_then(|value| value.to_str().ok())
+        .map(routes::routing_host);
     let route = snapshot
         .routes
         .find(
@@ -185,6 +185,7 @@ async fn forward(
         )
         .ok_or(GatewayError::NoRoute)?;
     exchange.route = Some(route.label.clone());
+    exchange.metrics = Some(&route.metrics);
 
     // Identity headers come out before anything reads the request, on every route, public too.
     snapshot.identity.strip(request.headers_mut());
@@ -201,10 +202,12 @@ async fn forward(
         let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
         if let Ok(identity) = &outcome {
             exchange.auth_method = Some(identity.method());
-            exchange.principal = Some(identity.key_id().unwrap_or(identity.subject()).to_string());
+            if exchange.logged {
+                exchange.principal =
+                    Some(identity.key_id().unwrap_or(identity.subject()).to_string());
+            }
         }
-        crate::metrics::auth_decision(
-            &route.label,
+        route.metrics.auth_decision(
             outcome
                 .as_ref()
                 .map_or("none", |identity| identity.method()),
@@ -234,18 +237,17 @@ async fn forward(
             client: conn.peer.ip(),
             trusted,
             proto: if conn.tls { "https" } else { "http" },
-            host: authority.as_deref(),
+            host: authority.as_ref(),
         },
     );
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
     headers::ensure_traceparent(headers, snapshot.config.server.generate_traceparent);
-    exchange.trace_id = headers
-        .get(&headers::TRACEPARENT)
-        .and_then(|v| v.to_str().ok()?.get(3..35).map(str::to_string));
-    if let Some(authority) = authority
-        .as_deref()
-        .and_then(|a| HeaderValue::from_str(a).ok())
-    {
+    if exchange.logged {
+        exchange.trace_id = headers
+            .get(&headers::TRACEPARENT)
+            .and_then(|v| v.to_str().ok()?.get(3..35).map(str::to_string));
+    }
+    if let Some(authority) = authority {
         // HTTP/2 carries the host in `:authority`; an HTTP/1.1 upstream needs it as Host.
         headers.insert(HOST, authority);
     }
@@ -274,7 +276,9 @@ async fn forward(
     *request.version_mut() = Version::HTTP_11;
     let request = request
         .map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
-    exchange.upstream = Some(upstream.settings().name.clone());
+    if exchange.logged {
+        exchange.upstream = Some(upstream.settings().name.clone());
+    }
     let mut response = upstream.send(request).await.inspect_err(|error| {
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",

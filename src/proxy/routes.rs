@@ -15,14 +15,32 @@ use std::collections::HashMap;
 use http::Method;
 
 use crate::config::{HostPattern, RouteSettings};
+use crate::metrics::RouteMetrics;
+
+/// A configured route with its metric handles, which live as long as the snapshot.
+#[derive(Debug)]
+pub struct Route {
+    /// What the configuration says.
+    pub settings: RouteSettings,
+    /// The route's per-request metrics.
+    pub metrics: RouteMetrics,
+}
+
+impl std::ops::Deref for Route {
+    type Target = RouteSettings;
+
+    fn deref(&self) -> &RouteSettings {
+        &self.settings
+    }
+}
 
 /// The routes of one snapshot, grouped by host and sorted by specificity within a group.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct RouteTable {
-    exact: HashMap<String, Vec<RouteSettings>>,
+    exact: HashMap<String, Vec<Route>>,
     /// Keyed by the suffix including its leading dot: `*.example.com` → `.example.com`.
-    wildcard: HashMap<String, Vec<RouteSettings>>,
-    any_host: Vec<RouteSettings>,
+    wildcard: HashMap<String, Vec<Route>>,
+    any_host: Vec<Route>,
 }
 
 impl RouteTable {
@@ -37,9 +55,12 @@ impl RouteTable {
                 }
                 None => &mut table.any_host,
             };
-            group.push(route);
+            group.push(Route {
+                metrics: RouteMetrics::new(route.label.clone()),
+                settings: route,
+            });
         }
-        let by_specificity = |group: &mut Vec<RouteSettings>| {
+        let by_specificity = |group: &mut Vec<Route>| {
             // A stable sort, so equally specific routes keep file order.
             group.sort_by_key(|route| Reverse((route.path.len(), route.methods.is_some())));
         };
@@ -51,8 +72,8 @@ impl RouteTable {
 
     /// The route for a request. `host` is lowercase without a port; `path` is normalized (see
     /// [`normalize_path`]).
-    pub fn find(&self, host: &str, path: &str, method: &Method) -> Option<&RouteSettings> {
-        let in_group = |group: &'_ [RouteSettings]| -> Option<usize> {
+    pub fn find(&self, host: &str, path: &str, method: &Method) -> Option<&Route> {
+        let in_group = |group: &'_ [Route]| -> Option<usize> {
             group.iter().position(|route| {
                 path_matches(&route.path, path)
                     && route.methods.as_ref().is_none_or(|m| m.contains(method))

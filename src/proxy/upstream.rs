@@ -92,21 +92,27 @@ impl Upstream {
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Incoming>, GatewayError> {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let replayable = request.body().is_end_stream() && self.settings.targets.len() > 1;
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let mut body = Some(body);
         let attempts = if replayable {
             self.settings.targets.len()
         } else {
             1
         };
-        for _ in 0..attempts {
+        for attempt in 1..=attempts {
             let index = self.pick();
             let target = &self.settings.targets[index];
             let mut outgoing = Request::new(body.take().unwrap_or_else(empty_body));
             *outgoing.method_mut() = parts.method.clone();
-            *outgoing.headers_mut() = parts.headers.clone();
             *outgoing.uri_mut() = target_uri(target, parts.uri.path_and_query());
-            *outgoing.extensions_mut() = parts.extensions.clone();
+            // Only a retry needs the head again: the last (usually the only) attempt takes it.
+            if attempt == attempts {
+                *outgoing.headers_mut() = std::mem::take(&mut parts.headers);
+                *outgoing.extensions_mut() = std::mem::take(&mut parts.extensions);
+            } else {
+                *outgoing.headers_mut() = parts.headers.clone();
+                *outgoing.extensions_mut() = parts.extensions.clone();
+            }
             if !self.settings.preserve_host || !outgoing.headers().contains_key(HOST) {
                 if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
                     outgoing.headers_mut().insert(HOST, host);

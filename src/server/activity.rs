@@ -7,6 +7,10 @@
 //!   head is still not complete (the slow-loris attack). hyper's own header timeout cannot be
 //!   used: it also runs while a keep-alive connection waits for its next request, which would
 //!   cut every idle connection at `header_timeout` instead of `idle_timeout`.
+//!
+//! The watchdog is never woken by a request: it looks again at least every `header_timeout`
+//! (see [`Activity::verdict`]), so a head that starts while it sleeps is still caught exactly
+//! at its deadline, and the request path pays nothing for the timeouts but a few atomic stores.
 
 use std::io;
 use std::pin::Pin;
@@ -16,7 +20,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 
 use crate::clock::monotonic_ms;
 
@@ -30,8 +33,6 @@ pub struct Activity {
     /// HTTP/2 frames requests itself; the header timeout is for HTTP/1 heads.
     http2: AtomicBool,
     first_read_seen: AtomicBool,
-    /// Wakes the watchdog when a head starts, so its deadline is armed at once.
-    head_begun: Notify,
 }
 
 /// What a connection's watchdog should do now.
@@ -81,19 +82,17 @@ impl Activity {
             && self.head_started_ms.load(Ordering::Relaxed) == 0
         {
             self.head_started_ms.store(now, Ordering::Relaxed);
-            self.head_begun.notify_one();
         }
     }
 
-    /// Resolves when a request head starts arriving.
-    pub async fn head_begun(&self) {
-        self.head_begun.notified().await;
-    }
-
     /// Whether the connection is idle, too slow with a request head, or neither for how long.
+    ///
+    /// A wait never exceeds `header_timeout` on an HTTP/1 connection: a head that starts during
+    /// the wait started after the wait began, so its deadline is no earlier than the wait's end,
+    /// and the next verdict sees it in time without anyone waking the watchdog.
     pub fn verdict(&self, idle_timeout: Duration, header_timeout: Duration) -> Verdict {
         if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Verdict::Wait(idle_timeout);
+            return Verdict::Wait(self.cap(idle_timeout, header_timeout));
         }
         let now = monotonic_ms();
         let since = |then: u64| Duration::from_millis(now.saturating_sub(then));
@@ -112,8 +111,19 @@ impl Activity {
             .checked_sub(since(self.last_ms.load(Ordering::Relaxed)))
             .filter(|left| !left.is_zero())
         {
-            Some(left) => Verdict::Wait(wait.min(left)),
+            Some(left) => Verdict::Wait(self.cap(wait.min(left), header_timeout)),
             None => Verdict::Idle,
+        }
+    }
+
+    /// `wait`, at most `header_timeout` unless the connection is HTTP/2 (which has no heads to
+    /// time). Never zero when `wait` is not: a zero header timeout (every head too slow) is
+    /// caught by the next read, and must not make the watchdog spin.
+    fn cap(&self, wait: Duration, header_timeout: Duration) -> Duration {
+        if self.http2.load(Ordering::Relaxed) || header_timeout.is_zero() {
+            wait
+        } else {
+            wait.min(header_timeout)
         }
     }
 }
@@ -193,5 +203,52 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDLE: Duration = Duration::from_secs(60);
+    const HEADER: Duration = Duration::from_secs(10);
+
+    fn waits(verdict: Verdict) -> Duration {
+        match verdict {
+            Verdict::Wait(left) => left,
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_http1_watchdog_looks_again_within_the_header_timeout() {
+        let activity = Activity::new();
+        let idle = waits(activity.verdict(IDLE, HEADER));
+        assert!(idle <= HEADER && idle > HEADER - Duration::from_secs(1));
+        let _in_flight = activity.request();
+        assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
+    }
+
+    #[test]
+    fn an_http2_watchdog_sleeps_until_the_idle_deadline() {
+        let activity = Activity::new();
+        activity.set_http2();
+        let idle = waits(activity.verdict(IDLE, HEADER));
+        assert!(idle > HEADER && idle <= IDLE);
+    }
+
+    #[test]
+    fn a_head_is_timed_from_its_first_byte() {
+        let activity = Activity::new();
+        activity.received(b"GET / HTTP/1.1\r\n");
+        assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
+        assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
+        // A complete head ends the header deadline; the next one starts a new one.
+        let in_flight = activity.request();
+        assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
+        drop(in_flight);
+        assert!(waits(activity.verdict(IDLE, Duration::ZERO)) > HEADER);
+        activity.received(b"GET / HTTP/1.1\r\n");
+        assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
     }
 }

@@ -323,6 +323,9 @@ async fn serve_connection<I>(
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
+    // One timer for the connection's life, moved rather than re-created at each look.
+    let check = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(check);
     let mut winding_down = false;
     loop {
         let verdict = activity.verdict(shared.idle_timeout, shared.header_timeout);
@@ -330,7 +333,10 @@ async fn serve_connection<I>(
             Verdict::Wait(left) => left,
             Verdict::Idle | Verdict::HeadTooSlow => Duration::ZERO,
         };
+        check.as_mut().reset(tokio::time::Instant::now() + check_in);
         tokio::select! {
+            // The connection first: nearly every wake-up is its IO.
+            biased;
             result = connection.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(%peer, %error, "connection ended with an error");
@@ -347,9 +353,7 @@ async fn serve_connection<I>(
                     Ok(Phase::Closed) | Err(_) => return,
                 }
             }
-            // A new head arms the header deadline: look again at once.
-            _ = activity.head_begun() => {}
-            _ = tokio::time::sleep(check_in) => match verdict {
+            () = check.as_mut() => match verdict {
                 Verdict::Wait(_) => {}
                 Verdict::HeadTooSlow => {
                     tracing::debug!(%peer, "request head not complete within header_timeout; closing");
