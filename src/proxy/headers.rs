@@ -40,27 +40,29 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 /// protocol upgrade is being passed through), `Upgrade` survives and `Connection: upgrade` is
 /// put back, since the next hop needs both to take part in the upgrade.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = headers
+    // Only the names present are removed, found in one pass over the few names a message has:
+    // most carry none of these, or just `Connection`, and a hashed removal per hop-by-hop name
+    // cost more than the rest of the rewriting.
+    let mut doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| HOP_BY_HOP.contains(name) || (!keep_upgrade && *name == UPGRADE))
+        .cloned()
+        .collect();
+    if doomed.contains(&CONNECTION) {
+        let named = headers
             .get_all(CONNECTION)
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
             .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in named {
-            if !(keep_upgrade && name == UPGRADE) {
-                headers.remove(name);
-            }
-        }
+            .filter(|name| !(keep_upgrade && *name == UPGRADE));
+        doomed.extend(named);
     }
-    for name in &HOP_BY_HOP {
+    for name in doomed {
         headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(UPGRADE);
     }
 }
 
@@ -297,6 +299,19 @@ mod tests {
             ("x-other", "2"),
             ("x-kept", "3"),
         ]);
+        remove_hop_by_hop(&mut map, false);
+        let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut map = headers(&[("x-kept", "1"), ("accept", "*/*")]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(map.len(), 2);
+        remove_hop_by_hop(&mut map, true);
+        assert_eq!(map["connection"], "upgrade");
+        let mut map = headers(&[("upgrade", "websocket"), ("x-kept", "1")]);
         remove_hop_by_hop(&mut map, false);
         let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-kept"]);

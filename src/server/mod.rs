@@ -12,14 +12,16 @@ pub mod tls;
 pub use reload::Reloader;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -47,7 +49,8 @@ enum Phase {
 /// What every connection task shares.
 struct Shared {
     runtime: Arc<Runtime>,
-    builder: auto::Builder<TokioExecutor>,
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
     idle_timeout: Duration,
     header_timeout: Duration,
     handshake_timeout: Duration,
@@ -81,20 +84,20 @@ impl RunningGateway {
         let resolver = Arc::new(SniResolver::new(&config.certificates));
         let snapshot = Snapshot::new(config.clone(), None).map_err(io::Error::other)?;
         let runtime = Arc::new(Runtime::from_pointee(snapshot));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
+        let mut http1 = http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             // The header timeout is enforced per connection by `Activity` (see there why).
             .header_read_timeout(None)
             .max_buf_size(server.max_header_size);
-        builder
-            .http2()
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(server.max_header_size).unwrap_or(u32::MAX));
         let shared = Arc::new(Shared {
             runtime: runtime.clone(),
-            builder,
+            http1,
+            http2,
             idle_timeout: server.idle_timeout,
             header_timeout: server.header_timeout,
             handshake_timeout: server.handshake_timeout,
@@ -266,26 +269,103 @@ async fn serve_tcp(
 ) {
     // Activity is tracked below TLS so handshake bytes count too.
     let activity = Activity::new();
-    let stream = TrackedIo::new(stream, activity.clone());
     let conn = ConnInfo {
         peer,
         tls: tls.is_some(),
         slot,
     };
     match tls {
-        None => serve_connection(stream, conn, activity, shared, phase).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                        activity.set_http2();
-                    }
-                    serve_connection(stream, conn, activity, shared, phase).await
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+        None => {
+            let mut watching = phase.clone();
+            let protocol = tokio::select! {
+                protocol = sniff(&stream, shared.idle_timeout, shared.header_timeout) => protocol,
+                _ = reached(&mut watching, Phase::Draining) => None,
+            };
+            let Some(protocol) = protocol else { return };
+            let stream = TrackedIo::new(stream, activity.clone());
+            if protocol == Protocol::Http2 {
+                activity.set_http2();
             }
+            serve_connection(stream, protocol, conn, activity, shared, phase).await
         }
+        // Boxed for the same reason as HTTP/2 below: the TLS path (handshake state, TLS
+        // stream) is several times the plain one.
+        Some(acceptor) => {
+            Box::pin(serve_tls(stream, acceptor, conn, activity, shared, phase)).await;
+        }
+    }
+}
+
+async fn serve_tls(
+    stream: TcpStream,
+    acceptor: TlsAcceptor,
+    conn: ConnInfo,
+    activity: Arc<Activity>,
+    shared: Arc<Shared>,
+    phase: watch::Receiver<Phase>,
+) {
+    let peer = conn.peer;
+    let stream = TrackedIo::new(stream, activity.clone());
+    match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                activity.set_http2();
+                Protocol::Http2
+            } else {
+                Protocol::Http1
+            };
+            serve_connection(stream, protocol, conn, activity, shared, phase).await
+        }
+        Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+    }
+}
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4), which a client with prior knowledge sends
+/// first on a plain connection.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Which protocol a plain connection speaks, judged from its first bytes without consuming
+/// them; `None` if it closes or sends nothing in time. The bytes are peeked rather than read so
+/// that the HTTP/1 server reads the whole first packet into its own buffer at once: a sniffed
+/// prefix handed back to it made it grow that buffer to twice its size on every connection.
+async fn sniff(
+    stream: &TcpStream,
+    idle_timeout: Duration,
+    header_timeout: Duration,
+) -> Option<Protocol> {
+    let mut first = [0u8; H2_PREFACE.len()];
+    let n = tokio::time::timeout(idle_timeout, stream.peek(&mut first))
+        .await
+        .ok()?
+        .ok()?;
+    let deadline = tokio::time::Instant::now() + header_timeout;
+    let mut seen = n;
+    loop {
+        if seen == 0 {
+            return None;
+        }
+        if first[..seen] != H2_PREFACE[..seen] {
+            return Some(Protocol::Http1);
+        }
+        if seen == H2_PREFACE.len() {
+            return Some(Protocol::Http2);
+        }
+        // A beginning of the preface and no more yet (rare: clients send it in one piece). The
+        // socket stays readable while unread bytes wait, so look again after a pause, within
+        // the header timeout.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        seen = stream.peek(&mut first).await.ok()?;
     }
 }
 
@@ -293,10 +373,11 @@ async fn serve_tcp(
 /// shuts down.
 async fn serve_connection<I>(
     io: I,
+    protocol: Protocol,
     conn: ConnInfo,
     activity: Arc<Activity>,
     shared: Arc<Shared>,
-    mut phase: watch::Receiver<Phase>,
+    phase: watch::Receiver<Phase>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -319,56 +400,93 @@ async fn serve_connection<I>(
             })
         })
     };
-    let connection = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    // One timer for the connection's life, moved rather than re-created at each look.
-    let check = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(check);
-    let mut winding_down = false;
-    loop {
-        let verdict = activity.verdict(shared.idle_timeout, shared.header_timeout);
-        let check_in = match verdict {
-            Verdict::Wait(left) => left,
-            Verdict::Idle | Verdict::HeadTooSlow => Duration::ZERO,
-        };
-        check.as_mut().reset(tokio::time::Instant::now() + check_in);
-        tokio::select! {
-            // The connection first: nearly every wake-up is its IO.
-            biased;
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-                return;
-            }
-            changed = phase.changed() => {
-                match changed.map(|()| *phase.borrow_and_update()) {
-                    Ok(Phase::Serving) => {}
-                    Ok(Phase::Draining) => {
-                        winding_down = true;
-                        connection.as_mut().graceful_shutdown();
+    let io = TokioIo::new(io);
+    let watchdog = Watchdog {
+        peer,
+        activity: &activity,
+        shared: &shared,
+        phase,
+    };
+    match protocol {
+        Protocol::Http1 => {
+            let connection = shared.http1.serve_connection(io, service).with_upgrades();
+            watchdog.watch(connection, |c| c.graceful_shutdown()).await
+        }
+        // Boxed: a connection task is as large as its largest path, and an HTTP/2 connection's
+        // state is several times an HTTP/1 one's, which should not pay for it.
+        Protocol::Http2 => {
+            let connection = shared.http2.serve_connection(io, service);
+            Box::pin(watchdog.watch(connection, |c| c.graceful_shutdown())).await
+        }
+    }
+}
+
+/// What watches one connection: closes it when it goes idle, when a request head is too slow,
+/// or when the gateway shuts down.
+struct Watchdog<'a> {
+    peer: SocketAddr,
+    activity: &'a Activity,
+    shared: &'a Shared,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Watchdog<'_> {
+    /// Drives `connection` to its end; `graceful_shutdown` winds it down.
+    async fn watch<C, E>(mut self, connection: C, graceful_shutdown: impl Fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (peer, activity, shared) = (self.peer, self.activity, self.shared);
+        let phase = &mut self.phase;
+        tokio::pin!(connection);
+        // One timer for the connection's life, moved rather than re-created at each look.
+        let check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(check);
+        let mut winding_down = false;
+        loop {
+            let verdict = activity.verdict(shared.idle_timeout, shared.header_timeout);
+            let check_in = match verdict {
+                Verdict::Wait(left) => left,
+                Verdict::Idle | Verdict::HeadTooSlow => Duration::ZERO,
+            };
+            check.as_mut().reset(tokio::time::Instant::now() + check_in);
+            tokio::select! {
+                // The connection first: nearly every wake-up is its IO.
+                biased;
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(%peer, %error, "connection ended with an error");
                     }
-                    Ok(Phase::Closed) | Err(_) => return,
+                    return;
                 }
+                changed = phase.changed() => {
+                    match changed.map(|()| *phase.borrow_and_update()) {
+                        Ok(Phase::Serving) => {}
+                        Ok(Phase::Draining) => {
+                            winding_down = true;
+                            graceful_shutdown(connection.as_mut());
+                        }
+                        Ok(Phase::Closed) | Err(_) => return,
+                    }
+                }
+                () = check.as_mut() => match verdict {
+                    Verdict::Wait(_) => {}
+                    Verdict::HeadTooSlow => {
+                        tracing::debug!(%peer, "request head not complete within header_timeout; closing");
+                        return;
+                    }
+                    Verdict::Idle if winding_down => {
+                        // Already closing; an idle connection that has not closed is stuck.
+                        return;
+                    }
+                    Verdict::Idle => {
+                        tracing::debug!(%peer, "closing idle connection");
+                        winding_down = true;
+                        graceful_shutdown(connection.as_mut());
+                    }
+                },
             }
-            () = check.as_mut() => match verdict {
-                Verdict::Wait(_) => {}
-                Verdict::HeadTooSlow => {
-                    tracing::debug!(%peer, "request head not complete within header_timeout; closing");
-                    return;
-                }
-                Verdict::Idle if winding_down => {
-                    // Already closing; an idle connection that has not closed is stuck.
-                    return;
-                }
-                Verdict::Idle => {
-                    tracing::debug!(%peer, "closing idle connection");
-                    winding_down = true;
-                    connection.as_mut().graceful_shutdown();
-                }
-            },
         }
     }
 }
