@@ -248,8 +248,14 @@ fn run(path: &std::path::Path) -> ExitCode {
     } else {
         builder.init();
     }
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.server.workers > 0 {
+    // One worker: a current-thread runtime serves everything on this thread, without the
+    // work-stealing scheduler's queues and cross-thread wake-ups that buy nothing with one.
+    let mut runtime = if config.server.workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if config.server.workers > 1 {
         runtime.worker_threads(config.server.workers);
     }
     let runtime = match runtime.enable_all().build() {
