@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! TCP accept ─► TLS handshake (rustls; certificate picked by SNI; bounded by a timeout)
-//!           ─► hyper auto builder: HTTP/1.1 or HTTP/2 (ALPN or prior knowledge), upgrades on
+//!           ─► HTTP/1.1 or HTTP/2 (by ALPN, or by the preface peeked on a plain connection), upgrades on
 //!           ─► Gateway::handle(request)
 //!                let snap = runtime.load();               // one snapshot per request
 //!                route = snap.routes.find(host, path, method)          → 404
