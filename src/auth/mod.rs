@@ -364,9 +364,14 @@ impl Authenticator {
             .get(verified.issuer)
             .ok_or(AuthError::Token(JwtError::WrongIssuer))?;
         accepts_issuer(requirement, issuer)?;
-        if let Some((index, revoked)) = &self.revocable {
+        // Only the token service's own tokens can be revoked; others skip the `jti` lookup.
+        if let Some((_, revoked)) = self
+            .revocable
+            .as_ref()
+            .filter(|(index, _)| *index == verified.issuer)
+        {
             let jti = verified.claims.all.get("jti").and_then(|j| j.as_str());
-            if *index == verified.issuer && jti.is_some_and(|jti| revoked.is_revoked(jti)) {
+            if jti.is_some_and(|jti| revoked.is_revoked(jti)) {
                 return Err(AuthError::Revoked);
             }
         }

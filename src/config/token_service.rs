@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::issuers::published_key;
 use super::raw::{RawTokenService, Text};
 use super::{IssuerSettings, KeySource, SigningKey, Validator};
-use crate::auth::keys::{self, KeySet};
+use crate::auth::keys::{self, KeySet, VerificationKey};
 use crate::token_service::passwords::SecretHash;
 use crate::token_service::users::{self, UserTable};
 
@@ -52,6 +52,8 @@ pub struct TokenServiceSettings {
 /// A key the token service signs with and publishes.
 #[derive(Debug, Clone)]
 pub struct PublishedKey {
+    /// The public half, ready to verify with.
+    pub verification: VerificationKey,
     /// The private key, with its `kid` set.
     pub signing: SigningKey,
     /// The public half, as served in the JWKS.
@@ -100,13 +102,6 @@ pub const GENERATED_KEY_FILE: &str = "token-signing-key.pem";
 impl TokenServiceSettings {
     /// The issuer entry through which the gateway verifies the tokens it issued.
     pub fn issuer_settings(&self) -> IssuerSettings {
-        let verification = self
-            .keys
-            .iter()
-            .filter_map(|k| {
-                keys::from_jwk(&k.public_jwk, keys::Origin::Local, &[k.signing.algorithm]).ok()
-            })
-            .collect();
         let mut algorithms: Vec<Algorithm> = Vec::new();
         for key in &self.keys {
             if !algorithms.contains(&key.signing.algorithm) {
@@ -118,12 +113,17 @@ impl TokenServiceSettings {
             issuer: self.issuer.clone(),
             audiences: vec![self.audience.clone()],
             algorithms,
-            keys: KeySource::Static(KeySet::new(verification)),
+            keys: KeySource::Static(self.key_set()),
             signing: self.keys.first().map(|k| k.signing.clone()),
             leeway: Duration::from_secs(30),
             required_for_ready: false,
             roles_claim: "roles".into(),
         }
+    }
+
+    /// Every signing key's public half, as a key set to verify with.
+    pub fn key_set(&self) -> KeySet {
+        KeySet::new(self.keys.iter().map(|k| k.verification.clone()).collect())
     }
 
     /// The JWK Set of every signing key.
@@ -259,19 +259,7 @@ impl Validator<'_> {
             .copied()
             .filter(|a| !keys::is_hmac(*a))
             .collect();
-        let loaded = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|pem| published_key(&pem, None, &asymmetric));
-        match loaded {
-            Ok((_, signing, public_jwk)) => Some(PublishedKey {
-                signing,
-                public_jwk,
-            }),
-            Err(reason) => {
-                self.error(file.span(), format!("{}: {reason}", path.display()));
-                None
-            }
-        }
+        self.published(&path, &asymmetric, file.span())
     }
 
     /// The signing key kept in the data directory, generated (Ed25519, mode 0600) the first time.
@@ -286,11 +274,22 @@ impl Validator<'_> {
             return None;
         }
         self.sources.push(path.clone());
-        let loaded = std::fs::read(&path)
+        self.published(&path, &[Algorithm::EdDSA], span)
+    }
+
+    /// The private key in the PEM file at `path`, for one of `allowed`, with its public half.
+    fn published(
+        &mut self,
+        path: &Path,
+        allowed: &[Algorithm],
+        span: std::ops::Range<usize>,
+    ) -> Option<PublishedKey> {
+        let loaded = std::fs::read(path)
             .map_err(|e| e.to_string())
-            .and_then(|pem| published_key(&pem, None, &[Algorithm::EdDSA]));
+            .and_then(|pem| published_key(&pem, None, allowed));
         match loaded {
-            Ok((_, signing, public_jwk)) => Some(PublishedKey {
+            Ok((verification, signing, public_jwk)) => Some(PublishedKey {
+                verification,
                 signing,
                 public_jwk,
             }),

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use crate::auth::keys::KeySet;
 use crate::auth::unix_now;
-use crate::config::{KeySource, StoreLocation, TokenServiceSettings};
+use crate::config::{StoreLocation, TokenServiceSettings};
 use limiter::LoginLimiter;
 use revocations::Revocations;
 use store::{MemoryStore, TokenStore};
@@ -120,13 +120,9 @@ impl TokenService {
             Some(previous) if previous.state.location == settings.store => previous.state.clone(),
             _ => ServiceState::open(&settings.store)?,
         };
-        let keys = match settings.issuer_settings().keys {
-            KeySource::Static(keys) => keys,
-            KeySource::Remote(_) => KeySet::new(Vec::new()),
-        };
         Ok(TokenService {
+            keys: settings.key_set(),
             settings,
-            keys,
             state,
         })
     }
