@@ -91,12 +91,7 @@ async fn a_valid_key_passes_with_its_identity_and_is_not_forwarded() {
         &[("x-api-key", &bot.key), ("x-auth-key-id", "forged")],
     )
     .await;
-    assert_eq!(
-        reply.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_status(200);
     let seen = &reply.json()["headers"];
     assert_eq!(seen["x-auth-subject"], "ci-bot");
     assert_eq!(seen["x-auth-method"], "api_key");

@@ -362,12 +362,7 @@ async fn the_sidecar_pod_works_as_two_local_processes() {
         .body(Full::default())
         .unwrap();
     let reply = support::send(&client, with_key).await;
-    assert_eq!(
-        reply.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_status(200);
     assert_eq!(
         reply.json()["subject"],
         "ci-bot",

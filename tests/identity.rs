@@ -121,12 +121,7 @@ async fn no_spoofed_identity_header_reaches_the_upstream_on_any_route_or_protoco
             spoofing_request(&gateway.url("/protected"), Some(&token)),
         )
         .await;
-        assert_eq!(
-            reply.status(),
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        reply.assert_status(200);
         let seen = &reply.json()["headers"];
         assert_eq!(seen["x-auth-subject"], "alice", "{seen}");
         assert_eq!(seen["x-auth-method"], "jwt");
@@ -264,12 +259,7 @@ async fn the_example_backend_verifies_the_signed_assertion() {
         .body(Full::default())
         .unwrap();
     let reply = send(&support::http1_client(), request).await;
-    assert_eq!(
-        reply.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_status(200);
     assert_eq!(reply.json()["verified_subject"], "alice");
 
     // Straight to the backend with forged headers: refused.

@@ -106,15 +106,6 @@ async fn token_with(gateway: &TestGateway, header: (&str, &str), body: &'static 
     send(&http1_client(), request).await
 }
 
-fn assert_ok(reply: &Reply) {
-    assert_eq!(
-        reply.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-}
-
 /// The decoded JOSE header of a token.
 fn jwt_header(token: &str) -> Value {
     let encoded = token.split('.').next().unwrap();
@@ -152,12 +143,7 @@ fn field(reply: &Reply, name: &str) -> String {
 }
 
 fn assert_revoked(reply: &Reply) {
-    assert_eq!(
-        reply.status(),
-        401,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
+    reply.assert_status(401);
     let challenge = reply.header("www-authenticate").unwrap();
     assert!(
         challenge.contains("error=\"invalid_token\"") && challenge.contains("revoked"),
@@ -170,12 +156,7 @@ async fn login_call_refresh_then_reuse_revokes_the_family_and_its_access_tokens(
     let (gateway, _) = start("").await;
 
     let first = login(&gateway, "alice", "alice-password").await;
-    assert_eq!(
-        first.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&first.body)
-    );
+    first.assert_status(200);
     assert_eq!(first.header("cache-control"), Some("no-store"));
     let body = first.json();
     assert_eq!(body["token_type"], "Bearer");
@@ -295,7 +276,7 @@ async fn client_credentials_with_a_client_secret_and_with_an_api_key() {
         "grant_type=client_credentials",
     )
     .await;
-    assert_ok(&issued);
+    issued.assert_status(200);
     assert!(issued.json().get("refresh_token").is_none());
     assert_eq!(issued.json()["scope"], "profile invoices:write");
     let echoed = call(&gateway, "/api/run", &field(&issued, "access_token")).await;
@@ -339,7 +320,7 @@ async fn client_credentials_with_a_client_secret_and_with_an_api_key() {
         "grant_type=client_credentials",
     )
     .await;
-    assert_ok(&by_key);
+    by_key.assert_status(200);
     assert_eq!(by_key.json()["scope"], "orders:read");
     let echoed = call(&gateway, "/other", &field(&by_key, "access_token")).await;
     assert_eq!(echoed.json()["headers"]["x-auth-subject"], "ci-bot");
@@ -538,12 +519,7 @@ fn restarting_the_binary_keeps_refresh_tokens_and_revocations() {
         "/auth/refresh",
         json!({ "refresh_token": refresh_token }),
     );
-    assert_eq!(
-        refreshed.status(),
-        200,
-        "{}",
-        String::from_utf8_lossy(&refreshed.body)
-    );
+    refreshed.assert_status(200);
     assert_eq!(call(second.http, &field(&refreshed, "access_token")), 200);
     assert_eq!(
         call(second.http, &revoked),

@@ -240,6 +240,16 @@ impl Reply {
             .and_then(|v| v.to_str().ok())
     }
 
+    /// Asserts the status, showing the body when it differs.
+    pub fn assert_status(&self, expected: u16) {
+        assert_eq!(
+            self.status(),
+            expected,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
