@@ -143,6 +143,10 @@ async fn forward<'s>(
         *request.uri_mut() = rewritten;
     }
 
+    // Identity headers come out before anything reads the request: for the token service and
+    // on every route, public too.
+    snapshot.identity.strip(request.headers_mut());
+
     // The token service's endpoints come before the routes: they are the gateway's own, and a
     // route cannot shadow (or be asked to forward) a login.
     if let Some(service) = &snapshot.token_service {
@@ -150,7 +154,6 @@ async fn forward<'s>(
             let metrics = crate::metrics::RouteMetrics::token_service();
             exchange.route = Some(metrics.label().clone());
             exchange.metrics = Some(metrics);
-            snapshot.identity.strip(request.headers_mut());
             let caller = crate::token_service::endpoints::Caller {
                 address: headers::client_address(
                     request.headers(),
@@ -186,9 +189,6 @@ async fn forward<'s>(
         .ok_or(GatewayError::NoRoute)?;
     exchange.route = Some(route.label.clone());
     exchange.metrics = Some(&route.metrics);
-
-    // Identity headers come out before anything reads the request, on every route, public too.
-    snapshot.identity.strip(request.headers_mut());
 
     // Authenticate against keys already in memory (no network wait, but for the bounded
     // unknown-`kid` refetch), then decide whether this caller may use the route.
