@@ -22,6 +22,7 @@ fn benches(c: &mut Criterion) {
             Some(&format!("key-{i}")),
             &format!("svc-{}", i % 1000),
             &["orders:read".into()],
+            &[],
             None,
         )
         .unwrap();
@@ -57,7 +58,7 @@ fn benches(c: &mut Criterion) {
     });
     let small = api_keys::load_file(&{
         let small_path = dir.path().join("small.toml");
-        let (key, entry) = api_keys::new_entry(Some("only"), "svc", &[], None).unwrap();
+        let (key, entry) = api_keys::new_entry(Some("only"), "svc", &[], &[], None).unwrap();
         std::fs::write(&small_path, entry).unwrap();
         present = key;
         small_path

@@ -35,6 +35,7 @@ fn thousand_routes() -> RouteTable {
             target: RouteTarget::Echo,
             public: true,
             auth: AuthRequirement::default(),
+            forward_credentials: false,
         })
         .collect();
     RouteTable::new(routes)
@@ -76,6 +77,7 @@ fn identity_settings() -> IdentitySettings {
         claims: vec![("email".into(), HeaderName::from_static("x-auth-email"))],
         strip_prefixes: vec!["x-auth-".into()],
         forward_credentials: false,
+        token_cookies: Vec::new(),
         assertion: None,
     }
 }

@@ -161,6 +161,7 @@ mod tests {
             claims: vec![("email".into(), HeaderName::from_static("x-user-email"))],
             strip_prefixes: vec!["x-auth-".into()],
             forward_credentials: false,
+            token_cookies: Vec::new(),
             assertion: None,
         }
     }

@@ -31,6 +31,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod fingerprint;
 pub mod identity;
 pub mod metrics;
 pub mod outbound;

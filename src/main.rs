@@ -44,11 +44,11 @@ enum UsersCommand {
         /// The `sub` of the user's tokens (default: the username).
         #[arg(long)]
         subject: Option<String>,
-        /// Comma-separated scopes granted at login.
-        #[arg(long, value_delimiter = ',')]
+        /// Scopes granted at login, separated by commas or spaces (repeatable).
+        #[arg(long, alias = "scope")]
         scopes: Vec<String>,
-        /// Comma-separated roles granted at login.
-        #[arg(long, value_delimiter = ',')]
+        /// Roles granted at login, separated by commas or spaces (repeatable).
+        #[arg(long, alias = "role")]
         roles: Vec<String>,
         /// The users file (default: `[token_service] users` of the configuration).
         #[arg(long)]
@@ -60,14 +60,21 @@ enum UsersCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Print a new API key (once) and the keys-file entry that holds only its hash.
+    /// Print the keys-file entry of a new API key on stdout (it holds only the key's hash),
+    /// and the key itself, once, on stderr or into `--key-out`.
     New {
         /// The subject the key speaks for.
         #[arg(long)]
         subject: String,
-        /// Comma-separated scopes.
-        #[arg(long, value_delimiter = ',')]
+        /// Scopes, separated by commas or spaces (repeatable).
+        #[arg(long, alias = "scope")]
         scopes: Vec<String>,
+        /// Roles, separated by commas or spaces (repeatable).
+        #[arg(long, alias = "role")]
+        roles: Vec<String>,
+        /// Write the key into this new file (mode 0600) instead of showing it on stderr.
+        #[arg(long, value_name = "FILE")]
+        key_out: Option<PathBuf>,
         /// Lifetime, e.g. "90d".
         #[arg(long)]
         expires: Option<String>,
@@ -85,9 +92,9 @@ struct TokenArgs {
     /// The subject (`sub`).
     #[arg(long)]
     sub: String,
-    /// Space-separated scopes (`scope`).
-    #[arg(long)]
-    scope: Option<String>,
+    /// Scopes (`scope`), separated by commas or spaces (repeatable).
+    #[arg(long, alias = "scopes")]
+    scope: Vec<String>,
     /// The audience (`aud`); default: the issuer's first configured audience.
     #[arg(long)]
     aud: Option<String>,
@@ -125,9 +132,20 @@ fn main() -> ExitCode {
         Command::Keys(KeysCommand::New {
             subject,
             scopes,
+            roles,
+            key_out,
             expires,
             id,
-        }) => new_key(&subject, &scopes, expires.as_deref(), id.as_deref()),
+        }) => new_key(
+            &NewKey {
+                subject,
+                scopes: names(&scopes),
+                roles: names(&roles),
+                id,
+            },
+            expires.as_deref(),
+            key_out.as_deref(),
+        ),
         Command::Users(UsersCommand::Add {
             username,
             subject,
@@ -139,15 +157,36 @@ fn main() -> ExitCode {
             let user = users::NewUser {
                 username,
                 subject,
-                scopes,
-                roles,
+                scopes: names(&scopes),
+                roles: names(&roles),
             };
             users::add(&user, file, &config.config)
         }
     }
 }
 
-fn new_key(subject: &str, scopes: &[String], expires: Option<&str>, id: Option<&str>) -> ExitCode {
+/// Scope and role lists as typed on a command line: `a,b`, `"a b"` and `--scopes a --scopes b`
+/// all mean the two names `a` and `b` (a scope can never hold a space: RFC 6749 §3.3).
+fn names(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .flat_map(|value| value.split(|c: char| c == ',' || c.is_ascii_whitespace()))
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `keys new` was asked for.
+struct NewKey {
+    subject: String,
+    scopes: Vec<String>,
+    roles: Vec<String>,
+    id: Option<String>,
+}
+
+/// Prints the keys-file entry on stdout, so `keys new … >> keys.toml` appends exactly the entry;
+/// the key goes to stderr or to `key_out`, never into the keys file.
+fn new_key(spec: &NewKey, expires: Option<&str>, key_out: Option<&std::path::Path>) -> ExitCode {
     let expires = match expires
         .map(authgate::config::units::parse_duration)
         .transpose()
@@ -160,17 +199,49 @@ fn new_key(subject: &str, scopes: &[String], expires: Option<&str>, id: Option<&
             return ExitCode::FAILURE;
         }
     };
-    match authgate::auth::api_keys::new_entry(id, subject, scopes, expires) {
-        Ok((key, entry)) => {
-            eprintln!("The key is shown once; give it to its holder now. Add the entry below to the keys file.");
-            println!("{key}\n\n{entry}");
-            ExitCode::SUCCESS
-        }
+    let (key, entry) = match authgate::auth::api_keys::new_entry(
+        spec.id.as_deref(),
+        &spec.subject,
+        &spec.scopes,
+        &spec.roles,
+        expires,
+    ) {
+        Ok(generated) => generated,
         Err(message) => {
             eprintln!("authgate keys new: {message}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    match key_out {
+        Some(path) => {
+            if let Err(error) = write_secret_file(path, &key) {
+                eprintln!("authgate keys new: {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+            eprintln!(
+                "The key is in {} (mode 0600); give it to its holder. Add the entry to the keys file.",
+                path.display()
+            );
+        }
+        None => eprintln!(
+            "The key is shown once; give it to its holder now. Add the entry (stdout) to the keys file.\n\n{key}\n"
+        ),
     }
+    // A leading newline keeps an appended entry apart from whatever the file ends with.
+    print!("\n{entry}");
+    ExitCode::SUCCESS
+}
+
+/// Creates `path` (it must not exist) readable by its owner only, holding `secret`.
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(file, "{secret}")
 }
 
 fn token(args: &TokenArgs) -> ExitCode {
@@ -181,7 +252,9 @@ fn token(args: &TokenArgs) -> ExitCode {
         &config,
         &args.issuer,
         &args.sub,
-        args.scope.as_deref(),
+        Some(names(&args.scope).join(" "))
+            .filter(|scope| !scope.is_empty())
+            .as_deref(),
         args.aud.as_deref(),
         &args.ttl,
         &args.claims,
@@ -225,9 +298,12 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
+    // Before reading: an edit made while the gateway starts must still trigger a reload.
+    let baseline = authgate::server::Baseline::before_reading(path);
     let Some(config) = load(path) else {
         return ExitCode::FAILURE;
     };
+    let baseline = baseline.with_sources(&config);
     // Levels from RUST_LOG (default info); the format from [log]. A reload cannot change the
     // format: the subscriber is process-wide. rustls warns about what clients do (an IP address
     // sent as SNI, say) once per handshake: a flood, not news, unless RUST_LOG asks for it.
@@ -265,10 +341,10 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(path.to_path_buf(), config))
+    runtime.block_on(serve(path.to_path_buf(), config, baseline))
 }
 
-async fn serve(path: PathBuf, config: Config) -> ExitCode {
+async fn serve(path: PathBuf, config: Config, baseline: authgate::server::Baseline) -> ExitCode {
     use tokio::signal::unix::{signal, SignalKind};
 
     // Handlers first: a signal that arrives as soon as the listeners are up (a supervisor's
@@ -289,7 +365,7 @@ async fn serve(path: PathBuf, config: Config) -> ExitCode {
         }
     };
     let reloader = gateway.reloader();
-    let watcher = reloader.clone().watch(path.clone());
+    let watcher = reloader.clone().watch(path.clone(), baseline);
     loop {
         tokio::select! {
             _ = terminate.recv() => break,

@@ -21,7 +21,7 @@ struct Key {
 
 fn new_key(id: &str, subject: &str, scopes: &[&str]) -> Key {
     let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-    let (key, entry) = api_keys::new_entry(Some(id), subject, &scopes, None).unwrap();
+    let (key, entry) = api_keys::new_entry(Some(id), subject, &scopes, &[], None).unwrap();
     Key { key, entry }
 }
 
@@ -116,7 +116,7 @@ async fn refused_keys_get_401_and_say_why_without_confirming_revoked_ones() {
     let now = authgate::auth::unix_now();
     let good = new_key("good", "svc", &["orders:read"]);
     let (expired_key, expired_entry) =
-        api_keys::new_entry(Some("old"), "svc", &[], Some(now - 10)).unwrap();
+        api_keys::new_entry(Some("old"), "svc", &[], &[], Some(now - 10)).unwrap();
     let disabled = new_key("off", "svc", &[]);
     let disabled_entry = format!("{}disabled = true\n", disabled.entry);
     let gateway = gateway_with(&[&good.entry, &expired_entry, &disabled_entry]).await;
@@ -315,6 +315,7 @@ async fn a_hundred_thousand_keys_load_and_each_answers() {
         let (key, entry) = api_keys::new_entry(
             Some(&format!("k{i}")),
             &format!("svc{}", i % 100),
+            &[],
             &[],
             None,
         )

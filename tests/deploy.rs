@@ -329,7 +329,7 @@ async fn the_sidecar_pod_works_as_two_local_processes() {
     );
     // authgate: the sidecar's own gateway.toml, with ports and paths a test can use.
     let (key, entry) =
-        authgate::auth::api_keys::new_entry(Some("pod-test"), "ci-bot", &[], None).unwrap();
+        authgate::auth::api_keys::new_entry(Some("pod-test"), "ci-bot", &[], &[], None).unwrap();
     let shipped = std::fs::read_to_string(deploy_dir("sidecar").join("gateway.toml")).unwrap();
     let keys_dir = tempfile::tempdir().unwrap();
     std::fs::write(keys_dir.path().join("keys.toml"), entry).unwrap();

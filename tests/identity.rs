@@ -275,3 +275,52 @@ async fn the_example_backend_verifies_the_signed_assertion() {
     // Through a public route there is no identity, so no assertion either.
     assert_eq!(support::get(&gateway.url("/public")).await.status(), 401);
 }
+
+#[tokio::test]
+async fn credentials_reach_no_upstream_unless_a_route_forwards_them() {
+    let up = upstream::start("up").await;
+    let extra = r#"
+[api_keys]
+header = "X-API-Key"
+[[api_keys.keys]]
+id = "unused"
+hash = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+subject = "nobody"
+
+[[routes]]
+id = "cookie-route"
+path = "/cookie-route"
+upstream = "builtin:echo"
+cookie = "access_token"
+
+[[routes]]
+id = "passthrough"
+path = "/passthrough"
+upstream = "builtin:echo"
+public = true
+forward_credentials = true
+"#;
+    let gateway = gateway(&up.url(), extra).await;
+    let request = |path: &str| {
+        Request::get(gateway.url(path))
+            .header("authorization", "Bearer some.client.token")
+            .header("x-api-key", "agk_not-for-the-upstream")
+            .header("cookie", "theme=dark; access_token=a.b.c")
+            .body(Full::default())
+            .unwrap()
+    };
+    // A public route: the upstream never sees the credentials, other cookies stay.
+    let reply = send(&support::http1_client(), request("/public")).await;
+    reply.assert_status(200);
+    let seen = &reply.json()["headers"];
+    assert!(seen.get("authorization").is_none(), "{seen}");
+    assert!(seen.get("x-api-key").is_none(), "{seen}");
+    assert_eq!(seen["cookie"], "theme=dark", "{seen}");
+    // A public route that opts in passes them through untouched.
+    let reply = send(&support::http1_client(), request("/passthrough")).await;
+    reply.assert_status(200);
+    let seen = &reply.json()["headers"];
+    assert_eq!(seen["authorization"], "Bearer some.client.token");
+    assert_eq!(seen["x-api-key"], "agk_not-for-the-upstream");
+    assert_eq!(seen["cookie"], "theme=dark; access_token=a.b.c");
+}

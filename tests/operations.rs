@@ -556,3 +556,48 @@ async fn memory_stays_flat_across_many_requests() {
         "RSS grew from {warm} KiB to {after} KiB over 16,000 requests"
     );
 }
+
+/// The watcher starts from the version of the file the running config was read from: an edit
+/// made after the read but before the watcher runs (while the listeners start, say) is applied,
+/// even when it keeps the file's length and lands within one tick of the file system's clock.
+#[tokio::test]
+async fn an_edit_made_while_the_gateway_starts_is_reloaded() {
+    let (first, second) = tokio::join!(upstream::start("first"), upstream::start("second"));
+    let config = |target: &str, width: usize| {
+        let text = format!("[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"{target}\"\npublic = true\n");
+        format!("{text}{}\n", "#".repeat(width - text.len()))
+    };
+    let (a, b) = (config(&first.url(), 200), config(&second.url(), 200));
+    assert_eq!(a.len(), b.len());
+    support::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, &a).unwrap();
+
+    let baseline = authgate::server::Baseline::before_reading(&path);
+    let loaded = authgate::config::Config::load(&path).unwrap();
+    let baseline = baseline.with_sources(&loaded);
+    std::fs::write(&path, &b).unwrap();
+    let gateway = authgate::server::RunningGateway::start(loaded)
+        .await
+        .unwrap();
+    let watcher = gateway.reloader().watch(path.clone(), baseline);
+
+    let url = format!("http://{}/", gateway.http_addr.unwrap());
+    let mut server = String::new();
+    for _ in 0..100 {
+        server = get(&url).await.json()["server"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if server == "second" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    watcher.abort();
+    assert_eq!(
+        server, "second",
+        "the edit made before the watcher started was never applied"
+    );
+}

@@ -68,6 +68,7 @@ fn api_key() -> (String, String) {
         Some("ci-bot-1"),
         "ci-bot",
         &["orders:read".to_string()],
+        &[],
         None,
     )
     .unwrap();

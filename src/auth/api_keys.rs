@@ -479,6 +479,7 @@ pub fn new_entry(
     id: Option<&str>,
     subject: &str,
     scopes: &[String],
+    roles: &[String],
     expires: Option<i64>,
 ) -> Result<(String, String), String> {
     let key = generate()?;
@@ -490,9 +491,11 @@ pub fn new_entry(
         quote(&id),
         quote(subject)
     );
-    if !scopes.is_empty() {
-        let list: Vec<String> = scopes.iter().map(|s| quote(s)).collect();
-        entry.push_str(&format!("scopes = [{}]\n", list.join(", ")));
+    for (name, values) in [("scopes", scopes), ("roles", roles)] {
+        if !values.is_empty() {
+            let list: Vec<String> = values.iter().map(|s| quote(s)).collect();
+            entry.push_str(&format!("{name} = [{}]\n", list.join(", ")));
+        }
     }
     if let Some(expires) = expires {
         entry.push_str(&format!("expires = {}\n", rfc3339(expires)));
@@ -567,8 +570,14 @@ mod tests {
 
     #[test]
     fn new_entries_parse_back_and_hold_only_the_hash() {
-        let (key, entry) =
-            new_entry(None, "ci-bot", &["orders:read".into()], Some(1_798_761_600)).unwrap();
+        let (key, entry) = new_entry(
+            None,
+            "ci-bot",
+            &["orders:read".into()],
+            &[],
+            Some(1_798_761_600),
+        )
+        .unwrap();
         assert!(!entry.contains(&key));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
@@ -642,6 +651,7 @@ mod tests {
             Some("k"),
             "svc",
             &["a".into(), "b".into()],
+            &[],
             Some(1_798_761_600),
         )
         .unwrap();

@@ -108,24 +108,31 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
 }
 
 /// Removes the credentials the gateway consumes, so the upstream never sees them: the
-/// `Authorization` header, the API key header, and the token cookie (other cookies are kept).
+/// `Authorization` header, the API key header, and the token cookies (other cookies are kept).
 pub fn remove(
     headers: &mut HeaderMap,
     api_key_header: Option<&http::HeaderName>,
-    cookie: Option<&str>,
+    token_cookies: &[String],
 ) {
     headers.remove(AUTHORIZATION);
     if let Some(header) = api_key_header {
         headers.remove(header);
     }
-    let Some(name) = cookie else { return };
+    if token_cookies.is_empty() || !headers.contains_key(COOKIE) {
+        return;
+    }
     let kept: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|h| h.to_str().ok())
         .flat_map(|h| h.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split_once('=').is_none_or(|(key, _)| key != name))
+        .filter(|pair| {
+            !pair.is_empty()
+                && pair
+                    .split_once('=')
+                    .is_none_or(|(key, _)| !token_cookies.iter().any(|name| name == key))
+        })
         .map(str::to_string)
         .collect();
     headers.remove(COOKIE);
@@ -220,7 +227,7 @@ mod tests {
             ("cookie", "theme=dark; at=a.b.c"),
             ("cookie", "lang=en"),
         ]);
-        remove(&mut map, None, Some("at"));
+        remove(&mut map, None, &["at".to_string()]);
         assert!(!map.contains_key("authorization"));
         assert_eq!(map["cookie"], "theme=dark; lang=en");
     }

@@ -5,16 +5,16 @@
 //! updates a mounted Secret. A changed file is parsed in full and swapped in atomically; a bad
 //! one is logged with file:line:col and the last good table stays.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
 
 use super::api_keys::{self, KeyTable};
 use crate::config::ApiKeySettings;
+use crate::fingerprint::{self, Fingerprint};
 
 /// How often the keys file is checked for changes.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +38,7 @@ impl KeyStore {
             tokio::spawn(watch(
                 Arc::downgrade(&store),
                 file.clone(),
+                settings.file_version,
                 settings.inline.clone(),
             ));
         }
@@ -50,18 +51,12 @@ impl KeyStore {
     }
 }
 
-/// What identifies one version of a file without reading it.
-fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
-}
-
-async fn watch(store: Weak<KeyStore>, file: PathBuf, inline: Arc<KeyTable>) {
-    let mut seen = fingerprint(&file);
+/// Reloads `file` whenever it differs from `seen`, the version the running table was read from.
+async fn watch(store: Weak<KeyStore>, file: PathBuf, mut seen: Fingerprint, inline: Arc<KeyTable>) {
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
         let Some(store) = store.upgrade() else { return };
-        let current = fingerprint(&file);
+        let current = fingerprint::of(&file);
         if current == seen {
             continue;
         }

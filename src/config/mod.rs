@@ -75,6 +75,8 @@ pub struct ApiKeySettings {
     pub header: HeaderName,
     /// The keys file, watched for changes.
     pub file: Option<PathBuf>,
+    /// The version of the keys file that `table` was read from.
+    pub file_version: crate::fingerprint::Fingerprint,
     /// Keys written inline in gateway.toml.
     pub inline: Arc<KeyTable>,
     /// File and inline keys, as loaded.
@@ -142,8 +144,12 @@ pub struct IdentitySettings {
     pub claims: Vec<(String, HeaderName)>,
     /// Incoming headers starting with these (lowercase, `_` read as `-`) are removed.
     pub strip_prefixes: Vec<String>,
-    /// Whether `Authorization` and the API key header reach the upstream.
+    /// Whether `Authorization`, the API key header and the token cookies reach the upstream
+    /// (a route may say otherwise for itself).
     pub forward_credentials: bool,
+    /// Every cookie a route reads a bearer token from: removed before forwarding on every route
+    /// that does not forward credentials, so a token meant for one route reaches no upstream.
+    pub token_cookies: Vec<String>,
     /// The signed identity assertion, when configured.
     pub assertion: Option<AssertionSettings>,
 }
@@ -248,6 +254,9 @@ pub struct RouteSettings {
     pub public: bool,
     /// What a caller must present when the route is not public.
     pub auth: AuthRequirement,
+    /// Whether the credentials (`Authorization`, the API key header, token cookies) reach the
+    /// upstream: the route's own `forward_credentials`, else `[identity]`'s.
+    pub forward_credentials: bool,
 }
 
 /// The credentials a protected route accepts and what they must grant.
@@ -406,7 +415,7 @@ impl Validator<'_> {
                 "`https` needs at least one [[tls.certificates]] entry",
             );
         }
-        let identity = self.identity(&raw.identity);
+        let mut identity = self.identity(&raw.identity);
         let mut upstreams = BTreeMap::new();
         for (name, upstream) in &raw.upstreams {
             if let Some(settings) = self.upstream(name, upstream) {
@@ -436,7 +445,19 @@ impl Validator<'_> {
             issuers.push(own);
         }
         let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
-        let routes = self.routes(&raw.routes, &mut upstreams, &issuers, api_keys.is_some());
+        let routes = self.routes(
+            &raw.routes,
+            &mut upstreams,
+            &issuers,
+            api_keys.is_some(),
+            identity.forward_credentials,
+        );
+        identity.token_cookies = routes
+            .iter()
+            .filter_map(|r| r.auth.cookie.clone())
+            .collect();
+        identity.token_cookies.sort();
+        identity.token_cookies.dedup();
         if server.http.is_none() && server.https.is_none() {
             self.error(0..0, "no listener: set `http` or `https` in [server]");
         }
@@ -489,6 +510,8 @@ impl Validator<'_> {
                 return None;
             }
         };
+        // Taken before reading: the watcher applies any change made after this point.
+        let file_version = file.as_deref().and_then(crate::fingerprint::of);
         let table = match &file {
             Some(path) => match crate::auth::api_keys::load_file(path) {
                 Ok(table) => table.merged_with(&inline),
@@ -509,6 +532,7 @@ impl Validator<'_> {
         Some(ApiKeySettings {
             header,
             file,
+            file_version,
             inline: Arc::new(inline),
             table: Arc::new(table),
         })
@@ -687,6 +711,7 @@ impl Validator<'_> {
             claims,
             strip_prefixes,
             forward_credentials: raw.forward_credentials.unwrap_or(false),
+            token_cookies: Vec::new(),
             assertion: raw.assertion.as_ref().and_then(|a| self.assertion(a)),
         }
     }
@@ -774,6 +799,7 @@ impl Validator<'_> {
         upstreams: &mut BTreeMap<String, UpstreamSettings>,
         issuers: &[IssuerSettings],
         api_keys: bool,
+        forward_credentials: bool,
     ) -> Vec<RouteSettings> {
         let mut seen_ids = HashSet::new();
         let mut routes = Vec::new();
@@ -816,6 +842,7 @@ impl Validator<'_> {
                     target,
                     public,
                     auth,
+                    forward_credentials: route.forward_credentials.unwrap_or(forward_credentials),
                 });
             }
         }

@@ -192,6 +192,7 @@ pub struct RawRoute {
     pub roles: Option<Vec<Text>>,
     pub claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
     pub cookie: Option<Text>,
+    pub forward_credentials: Option<bool>,
 }
 
 /// One `[[issuers]]` entry.

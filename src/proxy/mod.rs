@@ -253,14 +253,16 @@ async fn forward<'s>(
     }
     // Identity goes in after hop-by-hop removal, so a client naming these headers in
     // `Connection` cannot make them disappear.
+    // Credentials go on every route, public ones too: a public upstream has no business with
+    // a token or key meant for the gateway.
+    if !route.forward_credentials {
+        crate::auth::credentials::remove(
+            headers,
+            snapshot.auth.api_key_header(),
+            &snapshot.config.identity.token_cookies,
+        );
+    }
     if let Some(identity) = &identity {
-        if !snapshot.config.identity.forward_credentials {
-            crate::auth::credentials::remove(
-                headers,
-                snapshot.auth.api_key_header(),
-                route.auth.cookie.as_deref(),
-            );
-        }
         crate::identity::inject(headers, &snapshot.config.identity, identity)?;
     }
 

@@ -213,6 +213,7 @@ mod tests {
             target: RouteTarget::Echo,
             public: true,
             auth: AuthRequirement::default(),
+            forward_credentials: false,
         }
     }
 

@@ -9,7 +9,7 @@ mod activity;
 mod reload;
 pub mod tls;
 
-pub use reload::Reloader;
+pub use reload::{Baseline, Reloader};
 
 use std::convert::Infallible;
 use std::future::Future;

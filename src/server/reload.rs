@@ -3,18 +3,19 @@
 //! swaps it in atomically; a config that fails validation keeps the running one, and every
 //! error is logged with file:line:col and counted.
 //!
-//! Files are watched by polling their metadata (modification time, size, inode) every second:
+//! Files are watched by polling their metadata (modification time, size, inode) and, for files
+//! up to 1 MiB, a hash of their contents, every second:
 //! portable, cheap for a handful of files, and it sees the symlink swap by which Kubernetes
 //! updates mounted ConfigMaps and Secrets. The API keys file has its own watcher and is left out.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use super::tls::SniResolver;
 use crate::config::Config;
+use crate::fingerprint::{self, Fingerprint};
 use crate::runtime::{Runtime, Snapshot};
 
 /// How often watched files are checked.
@@ -64,12 +65,14 @@ impl Reloader {
         outcome.is_ok()
     }
 
-    /// Reloads whenever the config file or a file it names changes, until the returned task
-    /// is aborted.
-    pub fn watch(self, path: PathBuf) -> tokio::task::JoinHandle<()> {
-        // The baseline is taken now, not when the task first runs: on a busy machine that can
-        // be later, and a change made in between would become the baseline and never reload.
-        let mut seen = fingerprints(&watched(&path, &self.runtime.load()));
+    /// Reloads whenever the config file or a file it names differs from `baseline` (the
+    /// versions the running configuration was read from), until the returned task is aborted.
+    pub fn watch(self, path: PathBuf, baseline: Baseline) -> tokio::task::JoinHandle<()> {
+        let mut seen = baseline.0;
+        for file in watched(&path, &self.runtime.load()) {
+            seen.entry(file.clone())
+                .or_insert_with(|| fingerprint::with_contents(&file));
+        }
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
@@ -91,8 +94,8 @@ impl Reloader {
                 // Remember what was read, not what is there now: a change made while reloading
                 // is then seen at the next poll. Files the new config names join the watch.
                 for file in watched(&path, &self.runtime.load()) {
-                    let fingerprint = fingerprint(&file);
-                    now.entry(file).or_insert(fingerprint);
+                    let version = fingerprint::with_contents(&file);
+                    now.entry(file).or_insert(version);
                 }
                 seen = now;
             }
@@ -119,16 +122,35 @@ fn watched(config_file: &Path, snapshot: &Snapshot) -> Vec<PathBuf> {
         .collect()
 }
 
-type Fingerprint = Option<(SystemTime, u64, u64)>;
-
-fn fingerprint(file: &Path) -> Fingerprint {
-    let metadata = std::fs::metadata(file).ok()?;
-    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
-}
-
 fn fingerprints(files: &[PathBuf]) -> HashMap<PathBuf, Fingerprint> {
     files
         .iter()
-        .map(|file| (file.clone(), fingerprint(file)))
+        .map(|file| (file.clone(), fingerprint::with_contents(file)))
         .collect()
+}
+
+/// The versions of the config file and of the files it names, as they were when a
+/// configuration was read: where the watcher starts from.
+#[derive(Debug, Default)]
+pub struct Baseline(HashMap<PathBuf, Fingerprint>);
+
+impl Baseline {
+    /// Takes the config file's version; call it *before* reading the file, so a change made
+    /// while the gateway starts is seen as a change (at worst, one needless reload).
+    pub fn before_reading(config_file: &Path) -> Baseline {
+        Baseline(HashMap::from([(
+            config_file.to_path_buf(),
+            fingerprint::with_contents(config_file),
+        )]))
+    }
+
+    /// Adds the versions of the files `config` names, which its loading has just read.
+    pub fn with_sources(mut self, config: &Config) -> Baseline {
+        for file in &config.sources {
+            self.0
+                .entry(file.clone())
+                .or_insert_with(|| fingerprint::with_contents(file));
+        }
+        self
+    }
 }
