@@ -8,7 +8,9 @@ use authgate::config::Config;
 use authgate::server::RunningGateway;
 use clap::{Args, Parser, Subcommand};
 
-mod users;
+mod commands;
+
+use commands::{clients, keys, names, users};
 
 /// A reverse-proxy authentication gateway.
 #[derive(Parser)]
@@ -32,6 +34,25 @@ enum Command {
     /// Users of the token service.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Client-credentials clients of the token service.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientsCommand {
+    /// Print the `[[token_service.clients]]` entry of a new client on stdout (it holds only the
+    /// secret's hash), and the generated secret, once, on stderr or into `--secret-out`.
+    Add {
+        /// The client id (`client_id`, the HTTP Basic user name).
+        id: String,
+        /// Scopes the client may be granted, separated by commas or spaces (repeatable).
+        #[arg(long, alias = "scope")]
+        scopes: Vec<String>,
+        /// Write the secret into this new file (mode 0600) instead of showing it on stderr.
+        #[arg(long, value_name = "FILE")]
+        secret_out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -136,8 +157,8 @@ fn main() -> ExitCode {
             key_out,
             expires,
             id,
-        }) => new_key(
-            &NewKey {
+        }) => keys::new(
+            &keys::NewKey {
                 subject,
                 scopes: names(&scopes),
                 roles: names(&roles),
@@ -146,6 +167,11 @@ fn main() -> ExitCode {
             expires.as_deref(),
             key_out.as_deref(),
         ),
+        Command::Clients(ClientsCommand::Add {
+            id,
+            scopes,
+            secret_out,
+        }) => clients::add(&id, &names(&scopes), secret_out.as_deref()),
         Command::Users(UsersCommand::Add {
             username,
             subject,
@@ -163,85 +189,6 @@ fn main() -> ExitCode {
             users::add(&user, file, &config.config)
         }
     }
-}
-
-/// Scope and role lists as typed on a command line: `a,b`, `"a b"` and `--scopes a --scopes b`
-/// all mean the two names `a` and `b` (a scope can never hold a space: RFC 6749 §3.3).
-fn names(values: &[String]) -> Vec<String> {
-    values
-        .iter()
-        .flat_map(|value| value.split(|c: char| c == ',' || c.is_ascii_whitespace()))
-        .filter(|name| !name.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
-/// What `keys new` was asked for.
-struct NewKey {
-    subject: String,
-    scopes: Vec<String>,
-    roles: Vec<String>,
-    id: Option<String>,
-}
-
-/// Prints the keys-file entry on stdout, so `keys new … >> keys.toml` appends exactly the entry;
-/// the key goes to stderr or to `key_out`, never into the keys file.
-fn new_key(spec: &NewKey, expires: Option<&str>, key_out: Option<&std::path::Path>) -> ExitCode {
-    let expires = match expires
-        .map(authgate::config::units::parse_duration)
-        .transpose()
-    {
-        Ok(lifetime) => lifetime.map(|d| {
-            authgate::auth::unix_now() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)
-        }),
-        Err(message) => {
-            eprintln!("authgate keys new: --expires: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (key, entry) = match authgate::auth::api_keys::new_entry(
-        spec.id.as_deref(),
-        &spec.subject,
-        &spec.scopes,
-        &spec.roles,
-        expires,
-    ) {
-        Ok(generated) => generated,
-        Err(message) => {
-            eprintln!("authgate keys new: {message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match key_out {
-        Some(path) => {
-            if let Err(error) = write_secret_file(path, &key) {
-                eprintln!("authgate keys new: {}: {error}", path.display());
-                return ExitCode::FAILURE;
-            }
-            eprintln!(
-                "The key is in {} (mode 0600); give it to its holder. Add the entry to the keys file.",
-                path.display()
-            );
-        }
-        None => eprintln!(
-            "The key is shown once; give it to its holder now. Add the entry (stdout) to the keys file.\n\n{key}\n"
-        ),
-    }
-    // A leading newline keeps an appended entry apart from whatever the file ends with.
-    print!("\n{entry}");
-    ExitCode::SUCCESS
-}
-
-/// Creates `path` (it must not exist) readable by its owner only, holding `secret`.
-fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    writeln!(file, "{secret}")
 }
 
 fn token(args: &TokenArgs) -> ExitCode {
@@ -270,8 +217,13 @@ fn token(args: &TokenArgs) -> ExitCode {
     }
 }
 
+/// Loads the configuration for a command that only reads it: nothing is written.
 fn load(path: &std::path::Path) -> Option<Config> {
-    match Config::load(path) {
+    report(Config::inspect(path))
+}
+
+fn report(loaded: Result<Config, authgate::config::ConfigErrors>) -> Option<Config> {
+    match loaded {
         Ok(config) => Some(config),
         Err(errors) => {
             for diagnostic in &errors.0 {
@@ -291,6 +243,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 config.routes.len(),
                 config.upstreams.len()
             );
+            for note in &config.notes {
+                println!("note: {note}");
+            }
             ExitCode::SUCCESS
         }
         None => ExitCode::FAILURE,
@@ -300,7 +255,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 fn run(path: &std::path::Path) -> ExitCode {
     // Before reading: an edit made while the gateway starts must still trigger a reload.
     let baseline = authgate::server::Baseline::before_reading(path);
-    let Some(config) = load(path) else {
+    let Some(config) = report(Config::load(path)) else {
         return ExitCode::FAILURE;
     };
     let baseline = baseline.with_sources(&config);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use support::{check_config, check_in, get, upstream, GatewayProcess};
+use support::{check_config, get, upstream, GatewayProcess};
 
 const GIB: u64 = 1 << 30;
 
@@ -159,18 +159,112 @@ async fn admin_endpoints_answer_on_their_own_listener_only() {
     assert_eq!(routed.json()["path"], "/healthz");
 }
 
+/// The files a fresh clone ships that the gateway reads.
+const SHIPPED: [&str; 3] = ["gateway.toml", "users.toml", "keys.toml"];
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn check_accepts_the_shipped_gateway_toml() {
-    // A copy of the shipped files, so that the signing key it generates lands in a temporary
-    // directory rather than in the checkout.
+fn check_accepts_the_shipped_gateway_toml_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    for file in ["gateway.toml", "users.toml"] {
+    for file in SHIPPED {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         std::fs::copy(shipped, dir.path().join(file)).unwrap();
     }
-    let (code, stderr) = check_in(dir.path());
-    assert_eq!(code, 0, "{stderr}");
-    assert!(dir.path().join("data/token-signing-key.pem").exists());
+    let before = listing(dir.path());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .current_dir(dir.path())
+        .args(["check", "--config", "gateway.toml"])
+        .env_remove("AUTHGATE_DATA_DIR")
+        .env_remove("STATE_DIRECTORY")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("signing key will be generated at"),
+        "{stdout}"
+    );
+    assert_eq!(
+        listing(dir.path()),
+        before,
+        "check wrote into the config directory"
+    );
+}
+
+/// Under systemd's `StateDirectory=` the key lands in `$STATE_DIRECTORY`; a data directory that
+/// cannot be written stops the start with a message naming it and `data_dir`.
+#[test]
+fn the_token_service_keeps_its_data_where_the_service_manager_says() {
+    let config = "[server]\nhttp = \"127.0.0.1:0\"\n\n[token_service]\nissuer = \"http://127.0.0.1/auth\"\naudience = \"a\"\nstore = \"memory\"\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n";
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"));
+        command
+            .args(["token", "--issuer", "authgate", "--sub", "x", "--config"])
+            .arg(dir.path().join("gateway.toml"))
+            .env_remove("AUTHGATE_DATA_DIR")
+            .env_remove("STATE_DIRECTORY");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    // `token` writes nothing either: the key it would sign with does not exist yet.
+    let output = run(&[("STATE_DIRECTORY", state.path().to_str().unwrap())]);
+    assert!(!state.path().join("token-signing-key.pem").exists());
+    drop(output);
+
+    let mut gateway = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .env("STATE_DIRECTORY", state.path())
+        .env_remove("AUTHGATE_DATA_DIR")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let key = state.path().join("token-signing-key.pem");
+    for _ in 0..100 {
+        if key.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    assert!(key.exists(), "no key in $STATE_DIRECTORY");
+    assert_eq!(
+        listing(dir.path()),
+        ["gateway.toml"],
+        "the config directory was written"
+    );
+
+    // /proc cannot be written, not even by root.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("gateway.toml"))
+        .env("AUTHGATE_DATA_DIR", "/proc/authgate-data")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/proc/authgate-data/token-signing-key.pem") && stderr.contains("data_dir"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -529,25 +529,36 @@ fn restarting_the_binary_keeps_refresh_tokens_and_revocations() {
     );
 }
 
+fn authgate(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    // A refused command may exit without reading stdin: a closed pipe is no error here.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn users_add_writes_an_argon2id_hash_that_logs_in() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("users.toml");
-    let add = |name: &str| {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["users", "add", name, "--scopes", "a,b", "--file"])
-            .arg(&file)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        // A refused add exits without reading the password: a closed pipe is no error here.
-        let _ = child.stdin.take().unwrap().write_all(b"pa55 word\n");
-        child.wait_with_output().unwrap()
+    let file_arg = file.to_str().unwrap();
+    let add = |name: &str, password: &[u8]| {
+        authgate(
+            &["users", "add", name, "--scopes", "a,b", "--file", file_arg],
+            password,
+        )
     };
-    assert!(add("erin").status.success());
-    let duplicate = add("erin");
+    let short = add("erin", b"pa55 word\n");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("shorter than 12"));
+    assert!(add("erin", b"pa55 word long\n").status.success());
+    let duplicate = add("erin", b"pa55 word long\n");
     assert!(!duplicate.status.success());
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already"));
     let text = std::fs::read_to_string(&file).unwrap();
@@ -555,7 +566,63 @@ fn users_add_writes_an_argon2id_hash_that_logs_in() {
     let table = users::load_file(&file).unwrap();
     let erin = table.get("erin").unwrap();
     assert_eq!(erin.scopes, ["a", "b"]);
-    assert!(passwords::verify("pa55 word", &erin.password_hash));
+    assert!(passwords::verify("pa55 word long", &erin.password_hash));
+}
+
+/// `clients add … >> gateway.toml` appends a client whose secret then works at /auth/token.
+#[tokio::test]
+async fn clients_add_appends_a_client_whose_secret_is_granted_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[token_service]\nissuer = \"http://127.0.0.1/auth\"\naudience = \"api\"\nstore = \"memory\"\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n",
+    )
+    .unwrap();
+    let secret_file = dir.path().join("billing.secret");
+    let output = authgate(
+        &[
+            "clients",
+            "add",
+            "billing-job",
+            "--scopes",
+            "orders:read",
+            "--secret-out",
+            secret_file.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let entry = String::from_utf8(output.stdout).unwrap();
+    let secret = std::fs::read_to_string(&secret_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!entry.contains(&secret), "the secret is in the entry");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&entry);
+    let gateway = support::start_gateway_in(dir, &text).await;
+    let request = Request::post(gateway.url("/auth/token"))
+        .header(
+            "authorization",
+            format!(
+                "Basic {}",
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("billing-job:{secret}")
+                )
+            ),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::from("grant_type=client_credentials"))
+        .unwrap();
+    let reply = send(&support::http1_client(), request).await;
+    reply.assert_status(200);
+    assert_eq!(reply.json()["scope"], "orders:read");
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub struct Config {
     pub log_json: bool,
     /// `[token_service]`: the gateway's own token issuer (its issuer is also in `issuers`).
     pub token_service: Option<TokenServiceSettings>,
+    /// What loading found a start would create (a generated key, say), for `check` to report.
+    pub notes: Vec<String>,
 }
 
 /// `[api_keys]`: where keys are presented and the keys themselves.
@@ -278,21 +280,51 @@ pub struct AuthRequirement {
     pub cookie: Option<String>,
 }
 
+/// Whether loading a configuration may create what a start needs (the token service's
+/// generated signing key), or must leave the file system exactly as it found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provision {
+    /// `run` and reloads: create what is missing.
+    Create,
+    /// `check`, `token`, `users add`: write nothing; what a start would create is made up in
+    /// memory so that the rest can still be validated.
+    Nothing,
+}
+
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path` for serving: what a start needs and does not
+    /// find (the token service's signing key) is created.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with(path, Provision::Create)
+    }
+
+    /// Reads and validates the file at `path` as [`Config::load`] does, writing nothing.
+    pub fn inspect(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with(path, Provision::Nothing)
+    }
+
+    fn load_with(path: &Path, provision: Provision) -> Result<Config, ConfigErrors> {
         let source = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![Diagnostic::whole_file(
                 path,
                 format!("cannot read the config file: {e}"),
             )])
         })?;
-        Config::parse(&source, path)
+        Config::parse_with(&source, path, provision)
     }
 
     /// Validates `source` as if it had been read from `file` (relative paths in it are resolved
-    /// against `file`'s directory).
+    /// against `file`'s directory), creating what a start needs.
     pub fn parse(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+        Config::parse_with(source, file, Provision::Create)
+    }
+
+    /// Validates `source` as if it had been read from `file`.
+    pub fn parse_with(
+        source: &str,
+        file: &Path,
+        provision: Provision,
+    ) -> Result<Config, ConfigErrors> {
         let raw: RawConfig = toml::from_str(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
@@ -302,11 +334,14 @@ impl Config {
             file,
             source,
             base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            provision,
             errors: Vec::new(),
             sources: Vec::new(),
+            notes: Vec::new(),
         };
-        let config = validator.config(raw);
+        let mut config = validator.config(raw);
         if validator.errors.is_empty() {
+            config.notes = validator.notes;
             Ok(config)
         } else {
             Err(ConfigErrors(validator.errors))
@@ -320,9 +355,12 @@ struct Validator<'a> {
     file: &'a Path,
     source: &'a str,
     base_dir: PathBuf,
+    provision: Provision,
     errors: Vec<Diagnostic>,
     /// Every file the config names, for the reload watcher.
     sources: Vec<PathBuf>,
+    /// What a start would do beyond reading, for `check` to say.
+    notes: Vec<String>,
 }
 
 impl Validator<'_> {
@@ -473,6 +511,7 @@ impl Validator<'_> {
             api_keys,
             token_service,
             sources: std::mem::take(&mut self.sources),
+            notes: Vec::new(),
             log_json: match &raw.log.format {
                 None => false,
                 Some(format) => match self.text(format).as_deref() {

@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::issuers::published_key;
 use super::raw::{RawTokenService, Text};
-use super::{IssuerSettings, KeySource, SigningKey, Validator};
+use super::{IssuerSettings, KeySource, Provision, SigningKey, Validator};
 use crate::auth::keys::{self, KeySet, VerificationKey};
 use crate::token_service::passwords::SecretHash;
 use crate::token_service::users::{self, UserTable};
@@ -160,7 +160,7 @@ impl Validator<'_> {
                 let dir = self.text(text)?;
                 self.base_dir.join(dir)
             }
-            None => self.base_dir.join("data"),
+            None => default_data_dir(&self.base_dir, |name| std::env::var_os(name)),
         };
         let keys = match &raw.signing_keys {
             Some(files) if files.is_empty() => {
@@ -269,8 +269,33 @@ impl Validator<'_> {
         span: std::ops::Range<usize>,
     ) -> Option<PublishedKey> {
         let path = data_dir.join(GENERATED_KEY_FILE);
+        if self.provision == Provision::Nothing && !path.exists() {
+            // A check proves the rest of the config without leaving a key behind.
+            self.notes.push(format!(
+                "the token service's signing key will be generated at {} when the gateway starts",
+                path.display()
+            ));
+            let pem = pem_private_key(generate_pkcs8().ok()?.as_ref());
+            return match published_key(pem.as_bytes(), None, &[Algorithm::EdDSA]) {
+                Ok((verification, signing, public_jwk)) => Some(PublishedKey {
+                    verification,
+                    signing,
+                    public_jwk,
+                }),
+                Err(reason) => {
+                    self.error(span, reason);
+                    None
+                }
+            };
+        }
         if let Err(reason) = ensure_generated_key(&path) {
-            self.error(span, format!("{}: {reason}", path.display()));
+            self.error(
+                span,
+                format!(
+                    "{}: {reason} (set `data_dir` to a writable directory)",
+                    path.display()
+                ),
+            );
             return None;
         }
         self.sources.push(path.clone());
@@ -347,10 +372,7 @@ fn ensure_generated_key(path: &Path) -> Result<(), String> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create its directory: {e}"))?;
     }
-    let document =
-        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
-            .map_err(|_| "cannot generate a key")?;
-    let pem = pem_private_key(document.as_ref());
+    let pem = pem_private_key(generate_pkcs8()?.as_ref());
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -363,6 +385,33 @@ fn ensure_generated_key(path: &Path) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(format!("cannot create the generated key: {e}")),
     }
+}
+
+/// A new Ed25519 private key as a PKCS#8 document.
+fn generate_pkcs8() -> Result<aws_lc_rs::pkcs8::Document, String> {
+    aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+        .map_err(|_| "cannot generate a key".to_string())
+}
+
+/// Where the token service keeps its state when `data_dir` is not set: `AUTHGATE_DATA_DIR`;
+/// else systemd's `STATE_DIRECTORY` (set by `StateDirectory=`, the one writable place under
+/// `ProtectSystem=strict`); else `data` beside the config file.
+fn default_data_dir(base_dir: &Path, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
+    let from_env = |name| env(name).filter(|value| !value.is_empty());
+    if let Some(dir) = from_env("AUTHGATE_DATA_DIR") {
+        return base_dir.join(dir);
+    }
+    if let Some(dirs) = from_env("STATE_DIRECTORY") {
+        // systemd lists one directory per `StateDirectory=` entry, colon-separated.
+        let first = dirs
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first);
+    }
+    base_dir.join("data")
 }
 
 /// A PKCS#8 document as a PEM `PRIVATE KEY` block.

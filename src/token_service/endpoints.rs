@@ -23,6 +23,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 use super::grants::{self, Grant, Replacement, Rotation, RotationRules, REFRESH_PREFIX};
 use super::store::{FamilyRecord, StoreError, TokenStore};
@@ -281,7 +282,12 @@ impl TokenService {
         B: http_body::Body<Data = Bytes> + Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let outcome = self.answer(endpoint, request, caller, auth).await;
+        // Whatever the service logs about this request names it by its id.
+        let span = tracing::info_span!("token_service", request_id);
+        let outcome = self
+            .answer(endpoint, request, caller, auth)
+            .instrument(span)
+            .await;
         let result = outcome.as_ref().map_or_else(ServiceError::code, |_| "ok");
         crate::metrics::token_service(endpoint.name(), result);
         outcome.unwrap_or_else(|error| error.into_response(request_id))
@@ -402,9 +408,15 @@ impl TokenService {
         }
         let limit = &self.settings.login_limit;
         let limiter = &self.state.limiter;
-        limiter
-            .check(limit, &login.username, caller.address, now)
-            .map_err(ServiceError::TooManyAttempts)?;
+        if let Err(retry_after) = limiter.check(limit, &login.username, caller.address, now) {
+            tracing::warn!(
+                username = login.username,
+                client = %caller.address,
+                retry_after,
+                "login refused: too many failed attempts for this username or client"
+            );
+            return Err(ServiceError::TooManyAttempts(retry_after));
+        }
         let user = self.settings.users.get(&login.username).cloned();
         // An unknown username is checked against a dummy hash: the same work, the same time.
         let hash = user.as_ref().map_or_else(
@@ -425,6 +437,17 @@ impl TokenService {
                 Ok(self.issue_pair(grant, now).await?.into_response())
             }
             _ => {
+                let why = match &user {
+                    None => "no such user",
+                    Some(user) if user.disabled => "the user is disabled",
+                    Some(_) => "wrong password",
+                };
+                tracing::info!(
+                    username = login.username,
+                    client = %caller.address,
+                    reason = why,
+                    "login failed"
+                );
                 limiter.failed(limit, &login.username, caller.address, now);
                 Err(ServiceError::InvalidCredentials)
             }
@@ -591,8 +614,14 @@ impl TokenService {
             }
             Rotation::Refused(why) => Err(ServiceError::InvalidGrant(why)),
             Rotation::ScopeExceeded => Err(ServiceError::InvalidScope),
-            Rotation::Reused { revoked } => {
+            Rotation::Reused {
+                family,
+                subject,
+                revoked,
+            } => {
                 tracing::warn!(
+                    subject,
+                    family,
                     revoked_access_tokens = revoked.len(),
                     "a retired refresh token was presented again: its family is revoked"
                 );

@@ -126,6 +126,10 @@ pub enum Rotation {
     ScopeExceeded,
     /// A retired token came back: the family and these access tokens are now revoked.
     Reused {
+        /// The family's id (random, not a credential), for the log.
+        family: String,
+        /// The subject the family was issued to, for the log.
+        subject: String,
         /// `(jti, exp)` of the family's access tokens.
         revoked: Vec<(String, i64)>,
     },
@@ -164,7 +168,11 @@ pub fn rotate(
             return Ok(Rotation::Refused("the refresh token was already used"));
         }
         let revoked = revoke_family(tx, &record.family, &mut family, now)?;
-        return Ok(Rotation::Reused { revoked });
+        return Ok(Rotation::Reused {
+            family: record.family,
+            subject: family.subject,
+            revoked,
+        });
     }
     if record.expires_at < now || family.expires_at < now {
         return Ok(Rotation::Refused("the refresh token has expired"));
@@ -287,6 +295,8 @@ mod tests {
         assert_eq!(
             reused,
             Rotation::Reused {
+                family: "f1".into(),
+                subject: family().subject,
                 revoked: vec![("at-1".into(), 50), ("at-2".into(), 20)]
             }
         );
