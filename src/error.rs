@@ -14,9 +14,12 @@ use crate::{full_body, Body};
 /// Why a request was not authenticated or not authorized.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {
-    /// No credential was sent.
-    #[error("this route needs a credential: send `Authorization: Bearer <token>`")]
-    Missing,
+    /// No credential was sent; says which kinds the route takes.
+    #[error("{}", missing_description(.0))]
+    Missing(Accepted),
+    /// An API key sent as `Authorization: Bearer`, where it is never looked for.
+    #[error("an API key was sent as a bearer token: send it in the `{0}` header")]
+    KeyAsBearer(http::HeaderName),
     /// More than one credential was sent.
     #[error("the request carries more than one credential")]
     Ambiguous,
@@ -61,6 +64,26 @@ pub enum AuthError {
     UnsafeIdentity,
 }
 
+/// The credential kinds a route takes, for telling a caller who sent none what to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Bearer tokens.
+    pub jwt: bool,
+    /// API keys, in this header.
+    pub api_key: Option<http::HeaderName>,
+}
+
+fn missing_description(accepted: &Accepted) -> String {
+    let mut ways = Vec::new();
+    if accepted.jwt {
+        ways.push("`Authorization: Bearer <token>`".to_string());
+    }
+    if let Some(header) = &accepted.api_key {
+        ways.push(format!("`{header}: <key>`"));
+    }
+    format!("this route needs a credential: send {}", ways.join(" or "))
+}
+
 /// What a caller is told about a refused API key. Unknown and disabled keys read the same, so
 /// the answer does not confirm that a revoked key ever existed.
 fn api_key_description(refusal: crate::auth::api_keys::KeyRefusal) -> &'static str {
@@ -76,7 +99,8 @@ impl AuthError {
     /// The `reason` label: a small closed set.
     pub fn reason(&self) -> &'static str {
         match self {
-            AuthError::Missing => "missing",
+            AuthError::Missing(_) => "missing",
+            AuthError::KeyAsBearer(_) => "malformed",
             AuthError::Ambiguous => "ambiguous",
             AuthError::MalformedCredential | AuthError::UnsupportedScheme => "malformed",
             AuthError::Token(error) => error.reason(),
@@ -99,8 +123,9 @@ impl AuthError {
     /// The RFC 6750 error code, when there is one.
     fn bearer_error(&self) -> Option<&'static str> {
         match self {
-            AuthError::Missing | AuthError::KeysUnavailable { .. } => None,
+            AuthError::Missing(_) | AuthError::KeysUnavailable { .. } => None,
             AuthError::Ambiguous
+            | AuthError::KeyAsBearer(_)
             | AuthError::MalformedCredential
             | AuthError::UnsupportedScheme
             | AuthError::MethodNotAccepted => Some("invalid_request"),
@@ -215,7 +240,7 @@ impl GatewayError {
             GatewayError::BodyTooLarge => "request_too_large",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
-            GatewayError::Auth(AuthError::Missing) => "unauthorized",
+            GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => "temporarily_unavailable",
             GatewayError::Auth(error) => error.bearer_error().unwrap_or("unauthorized"),
         }

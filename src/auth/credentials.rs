@@ -107,6 +107,20 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
     Ok(found)
 }
 
+/// Whether a `Cookie` header holds a cookie called `name`.
+pub fn has_cookie(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .any(|pair| {
+            pair.trim()
+                .split_once('=')
+                .is_some_and(|(key, _)| key == name)
+        })
+}
+
 /// Removes the credentials the gateway consumes, so the upstream never sees them: the
 /// `Authorization` header, the API key header, and the token cookies (other cookies are kept).
 pub fn remove(

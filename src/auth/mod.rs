@@ -10,6 +10,7 @@
 pub mod api_keys;
 pub mod cache;
 pub mod credentials;
+pub mod diagnose;
 pub mod jwt;
 pub mod key_store;
 pub mod keys;
@@ -24,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 
 use crate::config::{ApiKeySettings, AuthRequirement, IssuerSettings, KeySource};
-use crate::error::AuthError;
+use crate::error::{Accepted, AuthError};
 use api_keys::KeyEntry;
 use cache::{TokenCache, Verified};
 use jwt::{ClaimRules, JwtError};
@@ -253,10 +254,24 @@ impl Authenticator {
             None => None,
         };
         let token = credentials::bearer(headers, requirement.cookie.as_deref())?;
+        // A key in the wrong place is named as such, rather than as a malformed token.
+        if let (None, Some(token), Some(header)) = (api_key, token, self.api_key_header()) {
+            if token.starts_with(api_keys::PREFIX) {
+                return Err(AuthError::KeyAsBearer(header.clone()));
+            }
+        }
         let identity = match (api_key, token) {
             // Two credentials are never merged, nor one picked over the other.
             (Some(_), Some(_)) => return Err(AuthError::Ambiguous),
-            (None, None) => return Err(AuthError::Missing),
+            (None, None) => {
+                return Err(AuthError::Missing(Accepted {
+                    jwt: requirement.jwt && !self.issuers.is_empty(),
+                    api_key: self
+                        .api_key_header()
+                        .filter(|_| requirement.api_key)
+                        .cloned(),
+                }))
+            }
             (Some(_), None) if !requirement.api_key => return Err(AuthError::MethodNotAccepted),
             (None, Some(_)) if !requirement.jwt => return Err(AuthError::MethodNotAccepted),
             (Some(key), None) => self.check_api_key(key)?,
@@ -264,6 +279,30 @@ impl Authenticator {
         };
         authorize(requirement, &identity)?;
         Ok(identity)
+    }
+
+    /// The kind of credential `headers` present (`jwt`, `api_key` or `none`), for the metrics of
+    /// a refusal: what was tried, whether or not it was any good.
+    pub fn presented_method(
+        &self,
+        requirement: &AuthRequirement,
+        headers: &HeaderMap,
+    ) -> &'static str {
+        if self
+            .api_key_header()
+            .is_some_and(|h| headers.contains_key(h))
+        {
+            "api_key"
+        } else if headers.contains_key(http::header::AUTHORIZATION)
+            || requirement
+                .cookie
+                .as_deref()
+                .is_some_and(|name| credentials::has_cookie(headers, name))
+        {
+            "jwt"
+        } else {
+            "none"
+        }
     }
 
     /// The identity of the API key in `headers`, if one was sent (the token service takes an

@@ -200,6 +200,18 @@ async fn forward<'s>(
             .authenticate(&route.auth, request.headers())
             .await;
         let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
+        if outcome.is_err() && tracing::enabled!(tracing::Level::DEBUG) {
+            // What was presented beside what the route expects; never the token itself.
+            let detail =
+                crate::auth::diagnose::describe(&snapshot.auth, &route.auth, request.headers());
+            tracing::debug!(
+                request_id = request_id.to_str().unwrap_or_default(),
+                route = route.id.as_str(),
+                reason,
+                %detail,
+                "credential refused"
+            );
+        }
         if let Ok(identity) = &outcome {
             exchange.auth_method = Some(identity.method());
             if exchange.logged {
@@ -208,9 +220,12 @@ async fn forward<'s>(
             }
         }
         route.metrics.auth_decision(
-            outcome
-                .as_ref()
-                .map_or("none", |identity| identity.method()),
+            match &outcome {
+                Ok(identity) => identity.method(),
+                Err(_) => snapshot
+                    .auth
+                    .presented_method(&route.auth, request.headers()),
+            },
             if outcome.is_ok() { "allow" } else { "deny" },
             reason,
         );

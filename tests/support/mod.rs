@@ -86,13 +86,18 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts `authgate run` on `toml` and waits (bounded) until its http listener is bound.
     pub fn spawn(toml: &str) -> GatewayProcess {
+        GatewayProcess::spawn_with(toml, &[("RUST_LOG", "info")])
+    }
+
+    /// Starts `authgate run` on `toml` with these environment variables set.
+    pub fn spawn_with(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("gateway.toml");
         std::fs::write(&config, toml).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -113,19 +118,25 @@ impl GatewayProcess {
             log,
         };
         process.http = process
-            .wait_for_log(|line| {
-                if line.contains("listener=\"http\"") {
-                    // Text logs: `… listener="http" address=127.0.0.1:PORT`.
-                    return line.rsplit("address=").next()?.trim().parse().ok();
-                }
-                // JSON logs: `{…,"listener":"http","address":"127.0.0.1:PORT"}`.
-                let entry: serde_json::Value = serde_json::from_str(line).ok()?;
-                (entry["listener"] == "http")
-                    .then(|| entry["address"].as_str()?.parse().ok())
-                    .flatten()
-            })
+            .listener("http")
             .expect("the gateway binds its http listener within the time limit");
         process
+    }
+
+    /// Waits (bounded) for the "listening" line of `name` (`http`, `https`, `admin`); its
+    /// address. Listeners are logged in that order, so ask for them in that order.
+    pub fn listener(&self, name: &str) -> Option<SocketAddr> {
+        self.wait_for_log(|line| {
+            if line.contains(&format!("listener=\"{name}\"")) {
+                // Text logs: `… listener="http" address=127.0.0.1:PORT`.
+                return line.rsplit("address=").next()?.trim().parse().ok();
+            }
+            // JSON logs: `{…,"listener":"http","address":"127.0.0.1:PORT"}`.
+            let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+            (entry["listener"] == name)
+                .then(|| entry["address"].as_str()?.parse().ok())
+                .flatten()
+        })
     }
 
     /// Reads log lines (for at most 10 s) until `pick` finds something in one.
@@ -248,6 +259,10 @@ impl Reply {
             "{}",
             String::from_utf8_lossy(&self.body)
         );
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     pub fn json(&self) -> serde_json::Value {
