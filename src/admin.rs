@@ -43,7 +43,16 @@ pub fn handle<B>(
             (StatusCode::OK, r#"{"status":"ready"}"#)
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {
-            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+            // Say what readiness waits for, so a pod stuck unready explains itself.
+            let mut waiting_for = snapshot.auth.waiting_for();
+            if !readiness.is_ready() {
+                waiting_for.insert(
+                    0,
+                    "the listeners (starting, or draining for shutdown)".into(),
+                );
+            }
+            let body = serde_json::json!({"status": "not ready", "waiting_for": waiting_for});
+            return json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string());
         }
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let text = crate::metrics::install()
@@ -62,7 +71,14 @@ pub fn handle<B>(
             let jwks = crate::assertion::jwks(snapshot.config.identity.assertion.as_ref());
             return json_response(StatusCode::OK, jwks.to_string());
         }
-        _ => (StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#),
+        _ => {
+            let body = serde_json::json!({
+                "error": "not_found",
+                "error_description": "the admin listener serves /healthz, /readyz and /metrics",
+                "request_id": crate::proxy::new_request_id(),
+            });
+            return json_response(StatusCode::NOT_FOUND, body.to_string());
+        }
     };
     json_response(status, body.to_string())
 }

@@ -367,8 +367,22 @@ async fn keys_never_obtained_give_503_and_readyz_waits_for_them() {
         .as_str()
         .unwrap()
         .contains("keys"));
-    let readyz = support::get(&format!("http://{}/readyz", gateway.admin.unwrap())).await;
-    assert_eq!(readyz.status(), 503);
+    // /readyz says what it waits for, and why the last fetch failed.
+    let mut waiting = String::new();
+    for _ in 0..50 {
+        let readyz = support::get(&format!("http://{}/readyz", gateway.admin.unwrap())).await;
+        assert_eq!(readyz.status(), 503);
+        waiting = readyz.json()["waiting_for"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if waiting.contains("last fetch") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waiting.starts_with("keys of issuer `idp`"), "{waiting}");
+    assert!(waiting.contains("last fetch"), "{waiting}");
 
     // The IdP comes back: the retry loop fetches the keys and the gateway becomes ready.
     idp.set_up(true);

@@ -153,7 +153,13 @@ async fn admin_endpoints_answer_on_their_own_listener_only() {
     assert_eq!(health.status(), 200);
     assert_eq!(health.json()["status"], "ok");
     assert_eq!(get(&format!("http://{admin}/readyz")).await.status(), 200);
-    assert_eq!(get(&format!("http://{admin}/nothing")).await.status(), 404);
+    let missing = get(&format!("http://{admin}/nothing")).await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json()["error"], "not_found");
+    assert_eq!(
+        missing.json()["request_id"].as_str().map(str::len),
+        Some(36)
+    );
     // Through the proxy listener, /healthz is just a path routed like any other.
     let routed = get(&gateway.url("/healthz")).await;
     assert_eq!(routed.json()["path"], "/healthz");

@@ -174,6 +174,21 @@ impl Issuer {
         !self.settings.required_for_ready || self.keys().is_some()
     }
 
+    /// What `/readyz` says while this issuer keeps the gateway from being ready.
+    pub fn waiting_for(&self) -> Option<String> {
+        if self.is_ready() {
+            return None;
+        }
+        let mut reason = format!("keys of issuer `{}`", self.settings.id);
+        if let IssuerKeys::Remote(remote) = &self.keys {
+            match remote.last_error() {
+                Some(error) => reason.push_str(&format!(" (last fetch: {error})")),
+                None => reason.push_str(" (first fetch under way)"),
+            }
+        }
+        Some(reason)
+    }
+
     async fn refetch_for_unknown_kid(&self, seen_generation: u64) -> bool {
         match &self.keys {
             IssuerKeys::Static(_) => false,
@@ -235,6 +250,14 @@ impl Authenticator {
     /// Whether every issuer that gates readiness has keys.
     pub fn is_ready(&self) -> bool {
         self.issuers.iter().all(|issuer| issuer.is_ready())
+    }
+
+    /// The issuers readiness waits for, each with why.
+    pub fn waiting_for(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .filter_map(|issuer| issuer.waiting_for())
+            .collect()
     }
 
     /// The API key header, when API keys are configured.

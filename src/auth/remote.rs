@@ -63,6 +63,8 @@ pub struct RemoteKeys {
     last_forced_ms: AtomicU64,
     /// The `jwks_uri` discovery found, reused until the next discovery.
     discovered: Mutex<Option<Uri>>,
+    /// Why the last fetch failed, until one succeeds: what `/readyz` says it waits for.
+    last_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RemoteKeys {
@@ -90,6 +92,7 @@ impl RemoteKeys {
             fetching: tokio::sync::Mutex::new(()),
             last_forced_ms: AtomicU64::new(0),
             discovered: Mutex::new(None),
+            last_error: Mutex::new(None),
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&keys)));
         keys
@@ -115,6 +118,11 @@ impl RemoteKeys {
         loaded
             .as_ref()
             .map(|l| Duration::from_millis(monotonic_ms().saturating_sub(l.fetched_ms)))
+    }
+
+    /// Why the last fetch failed, if it did.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
     }
 
     /// Changes whenever the key set does.
@@ -176,6 +184,7 @@ impl RemoteKeys {
                 if changed {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                 }
+                *lock(&self.last_error) = None;
                 tracing::debug!(issuer = %issuer, trigger, changed, "key set fetched");
                 metrics::jwks_refresh(&issuer, "ok");
                 Ok(max_age)
@@ -184,6 +193,7 @@ impl RemoteKeys {
                 let stale = self.current.load().is_some();
                 tracing::warn!(issuer = %issuer, trigger, %error, keeping_last_good = stale, "key set fetch failed");
                 metrics::jwks_refresh(&issuer, "error");
+                *lock(&self.last_error) = Some(error.clone());
                 Err(error)
             }
         }
@@ -330,6 +340,14 @@ async fn refresh_loop(keys: Weak<RemoteKeys>) {
         drop(source);
         tokio::time::sleep(pause).await;
     }
+}
+
+/// The guarded value, even if a thread panicked while holding the lock (the value is a plain
+/// string that cannot be left half-written).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

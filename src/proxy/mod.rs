@@ -360,3 +360,8 @@ fn request_id(incoming: Option<&HeaderValue>, trusted: bool) -> HeaderValue {
         }
     }
 }
+
+/// A new random request id (a v4 UUID), for answers made outside the request path.
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
