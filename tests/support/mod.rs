@@ -92,11 +92,17 @@ impl GatewayProcess {
     /// Starts `authgate run` on `toml` with these environment variables set.
     pub fn spawn_with(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("gateway.toml");
-        std::fs::write(&config, toml).unwrap();
+        std::fs::write(dir.path().join("gateway.toml"), toml).unwrap();
+        GatewayProcess::spawn_in(dir, env)
+    }
+
+    /// Starts `authgate run --config gateway.toml` in `dir`, with these environment variables.
+    pub fn spawn_in(dir: TempDir, env: &[(&str, &str)]) -> GatewayProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_authgate"))
-            .args(["run", "--config"])
-            .arg(&config)
+            .current_dir(dir.path())
+            .args(["run", "--config", "gateway.toml"])
+            .env_remove("AUTHGATE_DATA_DIR")
+            .env_remove("STATE_DIRECTORY")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
