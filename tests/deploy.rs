@@ -297,6 +297,142 @@ fn the_systemd_unit_is_hardened_and_reloads_with_sighup() {
     }
 }
 
+fn deploy_file(path: &str) -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy")
+            .join(path),
+    )
+    .unwrap()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `systemd-analyze verify` accepts the unit (with the binary it names pointed at this build).
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = deploy_file("systemd/authgate.service")
+        .replace("/usr/local/bin/authgate", env!("CARGO_BIN_EXE_authgate"));
+    let path = dir.path().join("authgate.service");
+    std::fs::write(&path, unit).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (from systemd) is installed by .ci/run");
+    let complaints = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && complaints.trim().is_empty(),
+        "{complaints}"
+    );
+}
+
+/// Started by a service manager or a container runtime, the gateway keeps the configuration
+/// directory exactly as it found it, writes its state where the layout says, and answers.
+fn start_in_layout(
+    config_dir: &Path,
+    state: (&str, &Path),
+    rewrite: impl Fn(String) -> String,
+) -> support::GatewayProcess {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names_in(config_dir) {
+        let text = std::fs::read_to_string(config_dir.join(&name)).unwrap();
+        std::fs::write(dir.path().join(&name), rewrite(text)).unwrap();
+    }
+    let before = names_in(dir.path());
+    // As ExecStartPre does: a check first, which must leave no trace either.
+    let check = Command::new(env!("CARGO_BIN_EXE_authgate"))
+        .current_dir(dir.path())
+        .args(["check", "--config", "gateway.toml"])
+        .env(state.0, state.1)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let gateway = support::GatewayProcess::spawn_in(
+        dir,
+        &[(state.0, state.1.to_str().unwrap()), ("RUST_LOG", "info")],
+    );
+    assert_eq!(
+        names_in(gateway.dir.path()),
+        before,
+        "the configuration directory was written"
+    );
+    gateway
+}
+
+#[tokio::test]
+async fn the_systemd_layout_starts_with_its_state_in_the_state_directory() {
+    let root = tempfile::tempdir().unwrap();
+    // `install -t /etc/authgate gateway.toml users.toml keys.toml`, as the unit's comment says.
+    let etc = root.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    for file in ["gateway.toml", "users.toml", "keys.toml"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(file),
+            etc.join(file),
+        )
+        .unwrap();
+    }
+    let state = root.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let gateway = start_in_layout(&etc, ("STATE_DIRECTORY", &state), |text| {
+        text.replace("127.0.0.1:8080", "127.0.0.1:0")
+            .replace("127.0.0.1:9901", "127.0.0.1:0")
+    });
+    let reply = support::get(&format!("http://{}/", gateway.http)).await;
+    reply.assert_status(200);
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = names_in(&state);
+        if names.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(names, ["token-signing-key.pem", "token-store.redb"]);
+}
+
+#[tokio::test]
+async fn the_container_example_starts_as_the_dockerfile_runs_it() {
+    let dockerfile = deploy_file("Dockerfile");
+    for line in [
+        "ENV AUTHGATE_DATA_DIR=/var/lib/authgate",
+        "VOLUME [\"/var/lib/authgate\"]",
+        "CMD [\"run\", \"--config\", \"/etc/authgate/gateway.toml\"]",
+    ] {
+        assert!(
+            dockerfile.lines().any(|l| l == line),
+            "the Dockerfile lacks {line}"
+        );
+    }
+    assert!(dockerfile.contains("-v \"$PWD/deploy/docker:/etc/authgate:ro\""));
+    let state = tempfile::tempdir().unwrap();
+    let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/docker");
+    let gateway = start_in_layout(&config_dir, ("AUTHGATE_DATA_DIR", state.path()), |text| {
+        // The container's 0.0.0.0 ports, as a test on a shared machine can bind them.
+        text.replace("0.0.0.0:8080", "127.0.0.1:0")
+            .replace("0.0.0.0:9901", "127.0.0.1:0")
+    });
+    let base = format!("http://{}", gateway.http);
+    support::get(&format!("{base}/")).await.assert_status(200);
+    support::get(&format!("{base}/orders"))
+        .await
+        .assert_status(401);
+    assert!(state.path().join("token-signing-key.pem").exists());
+}
+
 /// The example app: `target/debug/examples/echo_upstream`, built by `cargo test` beside the tests.
 fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
