@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     let config = match Config::load(path.as_ref()) {
         Ok(config) => config,
         Err(errors) => {
-            for diagnostic in &errors.0 {
+            for diagnostic in &errors.diagnostics {
                 eprintln!("{diagnostic}");
             }
             return ExitCode::FAILURE;

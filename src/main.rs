@@ -226,7 +226,7 @@ fn report(loaded: Result<Config, authgate::config::ConfigErrors>) -> Option<Conf
     match loaded {
         Ok(config) => Some(config),
         Err(errors) => {
-            for diagnostic in &errors.0 {
+            for diagnostic in &errors.diagnostics {
                 eprintln!("{diagnostic}");
             }
             None

@@ -347,3 +347,81 @@ fn interpolation_fills_values_from_the_environment() {
     let (code, stderr) = check_config(config);
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// One run reports every problem: unknown keys beside validation errors, a missing file at
+/// the line that names it, a certificate that is not one at its `cert` line, in file order.
+#[test]
+fn check_reports_unknown_keys_and_every_other_error_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    let config = r#"[server]
+http = "127.0.0.1:0"
+header_timeout = "10 fortnights"
+htp = "127.0.0.1:0"
+
+[[tls.certificates]]
+cert = "garbage.pem"
+key = "key.pem"
+
+[api_keys]
+file = "missing-keys.toml"
+
+[[routes]]
+id = "r"
+upstream = "builtin:echo"
+scope = ["orders:read"]
+"#;
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    let (code, stderr) = support::check_in(dir.path());
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expected = [
+        ("gateway.toml:3:18: ", "unknown duration unit"),
+        ("gateway.toml:4:1: ", "unknown field `htp` in [server]"),
+        (
+            "gateway.toml:7:8: ",
+            "garbage.pem does not hold a valid X.509 certificate",
+        ),
+        ("gateway.toml:11:8: ", "cannot read the keys file"),
+        (
+            "gateway.toml:16:1: ",
+            "unknown field `scope` in [routes[0]]",
+        ),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, (place, message)) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(place) && line.contains(message),
+            "`{line}` is not {place}{message}\n{stderr}"
+        );
+    }
+}
+
+/// A rejected reload that named a file which does not exist is retried when the file appears.
+#[test]
+fn creating_the_file_a_rejected_config_names_retries_it() {
+    let base = "[server]\nhttp = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n";
+    let gateway = GatewayProcess::spawn(base);
+    let with_keys = format!(
+        "{base}\n[api_keys]\nfile = \"keys.toml\"\n\n[[routes]]\nid = \"keys\"\npath = \"/keys\"\nupstream = \"builtin:echo\"\n"
+    );
+    std::fs::write(gateway.dir.path().join("gateway.toml"), with_keys).unwrap();
+    gateway
+        .wait_for_log(|line| {
+            (line.contains("reload failed") && line.contains("keys.toml")).then_some(())
+        })
+        .expect("the reload is refused while keys.toml is missing");
+    let (_, entry) = authgate::auth::api_keys::new_entry(Some("k"), "svc", &[], &[], None).unwrap();
+    std::fs::write(gateway.dir.path().join("keys.toml"), entry).unwrap();
+    gateway
+        .wait_for_log(|line| line.contains("configuration reloaded").then_some(()))
+        .expect("creating keys.toml retries the config that names it");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let reply = runtime.block_on(get(&format!("http://{}/keys", gateway.http)));
+    assert_eq!(reply.status(), 401, "the new route is in force");
+}

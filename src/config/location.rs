@@ -55,11 +55,27 @@ impl fmt::Display for Diagnostic {
 
 /// Every problem a config load found; a load either succeeds whole or reports all of these.
 #[derive(Debug, Clone)]
-pub struct ConfigErrors(pub Vec<Diagnostic>);
+pub struct ConfigErrors {
+    /// The problems, in the order of the places they were found at.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Every file the rejected config names (existing or not), so that a watcher can retry
+    /// when one of them appears or changes.
+    pub named: Vec<PathBuf>,
+}
+
+impl ConfigErrors {
+    /// One problem, in a config that names no files that could be read.
+    pub fn one(diagnostic: Diagnostic) -> Self {
+        ConfigErrors {
+            diagnostics: vec![diagnostic],
+            named: Vec::new(),
+        }
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, diagnostic) in self.0.iter().enumerate() {
+        for (i, diagnostic) in self.diagnostics.iter().enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }

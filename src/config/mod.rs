@@ -12,6 +12,7 @@ mod location;
 mod raw;
 mod token_service;
 pub mod units;
+mod unknown_keys;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -305,10 +306,10 @@ impl Config {
 
     fn load_with(path: &Path, provision: Provision) -> Result<Config, ConfigErrors> {
         let source = std::fs::read_to_string(path).map_err(|e| {
-            ConfigErrors(vec![Diagnostic::whole_file(
+            ConfigErrors::one(Diagnostic::whole_file(
                 path,
                 format!("cannot read the config file: {e}"),
-            )])
+            ))
         })?;
         Config::parse_with(&source, path, provision)
     }
@@ -325,17 +326,22 @@ impl Config {
         file: &Path,
         provision: Provision,
     ) -> Result<Config, ConfigErrors> {
-        let raw: RawConfig = toml::from_str(source).map_err(|e| {
+        let (raw, unknown): (RawConfig, _) = unknown_keys::deserialize(source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
-            ConfigErrors(vec![Diagnostic::at(file, source, span, message)])
+            ConfigErrors::one(Diagnostic::at(file, source, span, message))
         })?;
+        // Unknown keys are errors, reported with everything validation finds in the same run.
+        let errors = unknown
+            .into_iter()
+            .map(|key| Diagnostic::at(file, source, key.span, key.message))
+            .collect();
         let mut validator = Validator {
             file,
             source,
             base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
             provision,
-            errors: Vec::new(),
+            errors,
             sources: Vec::new(),
             notes: Vec::new(),
         };
@@ -344,7 +350,20 @@ impl Config {
             config.notes = validator.notes;
             Ok(config)
         } else {
-            Err(ConfigErrors(validator.errors))
+            // In file order, the config itself first: the way an editor walks them.
+            let mut diagnostics = validator.errors;
+            diagnostics.sort_by(|a, b| {
+                (a.file != file, &a.file, a.line, a.column).cmp(&(
+                    b.file != file,
+                    &b.file,
+                    b.line,
+                    b.column,
+                ))
+            });
+            Err(ConfigErrors {
+                diagnostics,
+                named: config.sources,
+            })
         }
     }
 }
@@ -419,6 +438,21 @@ impl Validator<'_> {
     }
 
     /// A path from the file, resolved against the config file's directory.
+    /// Whether the file at `path` can be opened; if not, the error is reported at `span`, the
+    /// line that names it (rather than at 1:1 of a file that is not there).
+    fn readable(&mut self, path: &Path, span: std::ops::Range<usize>, what: &str) -> bool {
+        match std::fs::File::open(path) {
+            Ok(_) => true,
+            Err(e) => {
+                self.error(
+                    span,
+                    format!("cannot read the {what} {}: {e}", path.display()),
+                );
+                false
+            }
+        }
+    }
+
     fn path(&mut self, text: &Text) -> Option<PathBuf> {
         let value = self.text(text)?;
         let path = self.base_dir.join(value);
@@ -482,12 +516,15 @@ impl Validator<'_> {
             }
             issuers.push(own);
         }
+        // Routes are checked against what is configured, not what loaded: a keys file with an
+        // error is reported once, not again as "no credential can reach this route".
+        let api_keys_configured = raw.api_keys.is_some();
         let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
         let routes = self.routes(
             &raw.routes,
             &mut upstreams,
             &issuers,
-            api_keys.is_some(),
+            api_keys_configured,
             identity.forward_credentials,
         );
         identity.token_cookies = routes
@@ -551,6 +588,11 @@ impl Validator<'_> {
         };
         // Taken before reading: the watcher applies any change made after this point.
         let file_version = file.as_deref().and_then(crate::fingerprint::of);
+        if let (Some(path), Some(text)) = (&file, &raw.file) {
+            if !self.readable(path, text.span(), "keys file") {
+                return None;
+            }
+        }
         let table = match &file {
             Some(path) => match crate::auth::api_keys::load_file(path) {
                 Ok(table) => table.merged_with(&inline),
@@ -668,6 +710,18 @@ impl Validator<'_> {
                 return None;
             }
         };
+        // A PEM block whose body is not a certificate is the cert file's fault: say so at the
+        // `cert` line, not as a key that does not fit it.
+        if let Err(e) = webpki::EndEntityCert::try_from(&chain[0]) {
+            self.error(
+                raw.cert.span(),
+                format!(
+                    "{} does not hold a valid X.509 certificate: {e}",
+                    cert_path.display()
+                ),
+            );
+            return None;
+        }
         let key = match PrivateKeyDer::from_pem_file(&key_path) {
             Ok(key) => key,
             Err(e) => {

@@ -1,5 +1,6 @@
-//! The serde mirror of gateway.toml, exactly as users write it. Unknown keys are errors, and
-//! every value that validation may reject keeps its span so the error can name file:line:col.
+//! The serde mirror of gateway.toml, exactly as users write it. Unknown keys are errors (found
+//! all at once by [`super::unknown_keys`], hence no `deny_unknown_fields` here), and every value
+//! that validation may reject keeps its span so the error can name file:line:col.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,6 @@ pub type Text = Spanned<String>;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
     pub server: RawServer,
@@ -34,7 +34,6 @@ pub struct RawConfig {
 
 /// `[token_service]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTokenService {
     pub id: Option<Text>,
     pub issuer: Text,
@@ -56,7 +55,6 @@ pub struct RawTokenService {
 
 /// `[[token_service.clients]]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub id: Text,
     pub secret_hash: Text,
@@ -68,7 +66,6 @@ pub struct RawClient {
 
 /// `[token_service.login_limit]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLoginLimit {
     pub per_user: Option<Spanned<i64>>,
     pub per_client: Option<Spanned<i64>>,
@@ -77,14 +74,12 @@ pub struct RawLoginLimit {
 
 /// `[log]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawLog {
     pub format: Option<Text>,
 }
 
 /// `[api_keys]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawApiKeys {
     pub header: Option<Text>,
     pub file: Option<Text>,
@@ -94,7 +89,6 @@ pub struct RawApiKeys {
 
 /// `[server]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub http: Option<Text>,
     pub https: Option<Text>,
@@ -114,14 +108,12 @@ pub struct RawServer {
 
 /// `[admin]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: Text,
 }
 
 /// `[tls]`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     #[serde(default)]
     pub certificates: Vec<Spanned<RawCertificate>>,
@@ -129,7 +121,6 @@ pub struct RawTls {
 
 /// One `[[tls.certificates]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCertificate {
     pub cert: Text,
     pub key: Text,
@@ -137,7 +128,6 @@ pub struct RawCertificate {
 
 /// `[identity]`: the header names the upstream receives and the prefixes stripped from clients.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     pub subject: Option<Text>,
     pub method: Option<Text>,
@@ -153,7 +143,6 @@ pub struct RawIdentity {
 
 /// `[identity.assertion]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAssertion {
     pub private_key: Text,
     pub audience: Text,
@@ -166,7 +155,6 @@ pub struct RawAssertion {
 
 /// One `[upstreams.NAME]`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub targets: Vec<Text>,
     pub connect_timeout: Option<Text>,
@@ -178,7 +166,6 @@ pub struct RawUpstream {
 
 /// One `[[routes]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub id: Text,
     pub host: Option<Text>,
@@ -197,7 +184,6 @@ pub struct RawRoute {
 
 /// One `[[issuers]]` entry.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub id: Text,
     pub issuer: Text,

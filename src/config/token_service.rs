@@ -190,11 +190,15 @@ impl Validator<'_> {
         let users = match &raw.users {
             Some(file) => {
                 let path = self.path(file)?;
-                match users::load_file(&path) {
-                    Ok(table) => table,
-                    Err(diagnostics) => {
-                        self.errors.extend(diagnostics);
-                        UserTable::default()
+                if !self.readable(&path, file.span(), "users file") {
+                    UserTable::default()
+                } else {
+                    match users::load_file(&path) {
+                        Ok(table) => table,
+                        Err(diagnostics) => {
+                            self.errors.extend(diagnostics);
+                            UserTable::default()
+                        }
                     }
                 }
             }

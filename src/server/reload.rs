@@ -50,33 +50,46 @@ impl Reloader {
     /// Loads `path` and applies it, logging and counting the outcome. Returns whether the new
     /// configuration is in force.
     pub fn reload_file(&self, path: &Path) -> bool {
+        self.try_reload(path).is_ok()
+    }
+
+    /// [`Reloader::reload_file`], returning on failure the files the rejected config names.
+    fn try_reload(&self, path: &Path) -> Result<(), Vec<PathBuf>> {
         let outcome = Config::load(path)
-            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .and_then(|config| self.apply(config).map_err(|reason| vec![reason]));
-        match &outcome {
-            Ok(()) => tracing::info!(config = %path.display(), "configuration reloaded"),
-            Err(reasons) => {
+            .map_err(|errors| {
+                let reasons = errors.diagnostics.iter().map(ToString::to_string).collect();
+                (reasons, errors.named)
+            })
+            .and_then(|config| {
+                self.apply(config)
+                    .map_err(|reason| (vec![reason], Vec::new()))
+            });
+        crate::metrics::config_reload(outcome.is_ok());
+        match outcome {
+            Ok(()) => {
+                tracing::info!(config = %path.display(), "configuration reloaded");
+                Ok(())
+            }
+            Err((reasons, named)) => {
                 for reason in reasons {
                     tracing::error!(diagnostic = %reason, "reload failed; keeping the running configuration");
                 }
+                Err(named)
             }
         }
-        crate::metrics::config_reload(outcome.is_ok());
-        outcome.is_ok()
     }
 
     /// Reloads whenever the config file or a file it names differs from `baseline` (the
     /// versions the running configuration was read from), until the returned task is aborted.
     pub fn watch(self, path: PathBuf, baseline: Baseline) -> tokio::task::JoinHandle<()> {
-        let mut seen = baseline.0;
-        for file in watched(&path, &self.runtime.load()) {
-            seen.entry(file.clone())
-                .or_insert_with(|| fingerprint::with_contents(&file));
-        }
+        let mut seen = versions(watched(&path, &self.runtime.load()), &baseline.0);
         tokio::spawn(async move {
+            // Files a rejected config names (a keys file that does not exist yet, say): their
+            // appearing or changing is a reason to try that config again.
+            let mut rejected_named: Vec<PathBuf> = Vec::new();
             loop {
                 tokio::time::sleep(POLL_INTERVAL).await;
-                let files = watched(&path, &self.runtime.load());
+                let files = with(watched(&path, &self.runtime.load()), &rejected_named);
                 let mut now = fingerprints(&files);
                 if now == seen {
                     continue;
@@ -90,17 +103,42 @@ impl Reloader {
                     }
                     now = again;
                 }
-                self.reload_file(&path);
+                rejected_named = self.try_reload(&path).err().unwrap_or_default();
                 // Remember what was read, not what is there now: a change made while reloading
                 // is then seen at the next poll. Files the new config names join the watch.
-                for file in watched(&path, &self.runtime.load()) {
-                    let version = fingerprint::with_contents(&file);
-                    now.entry(file).or_insert(version);
-                }
-                seen = now;
+                let next = with(watched(&path, &self.runtime.load()), &rejected_named);
+                seen = versions(next, &now);
             }
         })
     }
+}
+
+/// The version of each of `files` as `known` has it, else as it is now: the map the next poll
+/// compares against, with exactly the files it looks at.
+fn versions(
+    files: Vec<PathBuf>,
+    known: &HashMap<PathBuf, Fingerprint>,
+) -> HashMap<PathBuf, Fingerprint> {
+    files
+        .into_iter()
+        .map(|file| {
+            let version = match known.get(&file) {
+                Some(read) => *read,
+                None => fingerprint::with_contents(&file),
+            };
+            (file, version)
+        })
+        .collect()
+}
+
+/// `files` and, once each, the `extra` ones.
+fn with(mut files: Vec<PathBuf>, extra: &[PathBuf]) -> Vec<PathBuf> {
+    for file in extra {
+        if !files.contains(file) {
+            files.push(file.clone());
+        }
+    }
+    files
 }
 
 /// The config file and the files the running config names, but the API keys file.
