@@ -68,7 +68,8 @@ pub fn write(line: &Line<'_>, exchange: &Exchange<'_>) {
         method = line.method,
         path = line.path,
         status = line.status,
-        duration_ms = line.duration.as_secs_f64() * 1000.0,
+        // Whole microseconds: `0.412`, not `0.41234599999999997`.
+        duration_ms = u32::try_from(line.duration.as_micros()).unwrap_or(u32::MAX) as f64 / 1000.0,
         upstream = exchange.upstream.as_deref().unwrap_or("-"),
         auth = exchange.auth_method.unwrap_or("-"),
         principal = exchange.principal.as_deref().unwrap_or("-"),

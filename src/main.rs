@@ -312,6 +312,22 @@ async fn serve(path: PathBuf, config: Config, baseline: authgate::server::Baseli
         tracing::error!("cannot install signal handlers");
         return ExitCode::FAILURE;
     };
+    // What is about to serve, so that a log shows which file and which routes were in force.
+    let routes: Vec<String> = config
+        .routes
+        .iter()
+        .map(|route| format!("{} {}", route.id, route.path))
+        .collect();
+    tracing::info!(
+        config = %path.display(),
+        routes = %routes.join(", "),
+        issuers = config.issuers.len(),
+        upstreams = config.upstreams.len(),
+        "starting"
+    );
+    for note in &config.notes {
+        tracing::info!("{note}");
+    }
     let gateway = match RunningGateway::start(config).await {
         Ok(gateway) => gateway,
         Err(error) => {
@@ -333,15 +349,24 @@ async fn serve(path: PathBuf, config: Config, baseline: authgate::server::Baseli
     watcher.abort();
     tracing::info!("shutting down: no new connections, finishing requests in flight");
     // A second signal during the drain means "now".
-    let drained = tokio::select! {
-        drained = gateway.shutdown() => drained,
-        _ = terminate.recv() => false,
-        _ = interrupt.recv() => false,
+    enum Drain {
+        Finished,
+        GraceOver,
+        SecondSignal,
+    }
+    let drain = tokio::select! {
+        drained = gateway.shutdown() => if drained { Drain::Finished } else { Drain::GraceOver },
+        _ = terminate.recv() => Drain::SecondSignal,
+        _ = interrupt.recv() => Drain::SecondSignal,
     };
-    if drained {
-        tracing::info!("all requests finished; exiting");
-    } else {
-        tracing::warn!("shutdown grace period over; closed the remaining connections");
+    match drain {
+        Drain::Finished => tracing::info!("all requests finished; exiting"),
+        Drain::GraceOver => {
+            tracing::warn!("shutdown grace period over; closed the remaining connections")
+        }
+        Drain::SecondSignal => tracing::warn!(
+            "a second signal during the drain: exiting now, without waiting for requests in flight"
+        ),
     }
     ExitCode::SUCCESS
 }

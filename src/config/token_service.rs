@@ -292,15 +292,22 @@ impl Validator<'_> {
                 }
             };
         }
-        if let Err(reason) = ensure_generated_key(&path) {
-            self.error(
-                span,
-                format!(
-                    "{}: {reason} (set `data_dir` to a writable directory)",
-                    path.display()
-                ),
-            );
-            return None;
+        match ensure_generated_key(&path) {
+            Ok(true) => self.notes.push(format!(
+                "generated the token service's signing key at {}",
+                path.display()
+            )),
+            Ok(false) => {}
+            Err(reason) => {
+                self.error(
+                    span,
+                    format!(
+                        "{}: {reason} (set `data_dir` to a writable directory)",
+                        path.display()
+                    ),
+                );
+                return None;
+            }
         }
         self.sources.push(path.clone());
         self.published(&path, &[Algorithm::EdDSA], span)
@@ -365,13 +372,13 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Creates an Ed25519 private key at `path` unless one is there. `create_new` makes two
-/// processes starting at once agree on one key.
-fn ensure_generated_key(path: &Path) -> Result<(), String> {
+/// Creates an Ed25519 private key at `path` unless one is there; whether it did. `create_new`
+/// makes two processes starting at once agree on one key.
+fn ensure_generated_key(path: &Path) -> Result<bool, String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if path.exists() {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create its directory: {e}"))?;
@@ -385,8 +392,9 @@ fn ensure_generated_key(path: &Path) -> Result<(), String> {
     match file {
         Ok(mut file) => file
             .write_all(pem.as_bytes())
+            .map(|()| true)
             .map_err(|e| format!("cannot write the generated key: {e}")),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(format!("cannot create the generated key: {e}")),
     }
 }
