@@ -21,7 +21,8 @@ pub enum JwtError {
     /// Not a well-formed compact JWS/JWT.
     #[error("the token is malformed: {0}")]
     Malformed(&'static str),
-    /// The header names an algorithm authgate does not verify.
+    /// The header names an algorithm authgate does not verify, or one the issuer's
+    /// `algorithms` leave out.
     #[error("the token's algorithm is not accepted")]
     UnsupportedAlgorithm,
     /// No key of the issuer has the token's `kid` (or fits its `alg`).
@@ -51,7 +52,8 @@ impl JwtError {
     /// The `reason` label for metrics and logs.
     pub fn reason(&self) -> &'static str {
         match self {
-            JwtError::Malformed(_) | JwtError::UnsupportedAlgorithm => "malformed",
+            JwtError::Malformed(_) => "malformed",
+            JwtError::UnsupportedAlgorithm => "algorithm_not_accepted",
             JwtError::UnknownKey => "unknown_key",
             JwtError::BadSignature => "bad_signature",
             JwtError::Expired => "expired",
@@ -141,8 +143,10 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, JwtError> {
 /// with keys of that kid; either way only with keys whose algorithms include the token's.
 pub fn verify_signature(token: &Unverified<'_>, keys: &KeySet) -> Result<(), JwtError> {
     let mut tried = false;
+    let mut kid_matched = false;
     for key in keys.candidates(token.kid.as_deref(), token.alg) {
         tried = true;
+        kid_matched |= token.kid.is_some() && key.kid == token.kid;
         let verified = jsonwebtoken::crypto::verify(
             token.signature,
             token.signing_input.as_bytes(),
@@ -153,7 +157,13 @@ pub fn verify_signature(token: &Unverified<'_>, keys: &KeySet) -> Result<(), Jwt
             return Ok(());
         }
     }
-    if tried {
+    // A kid that no key carries, in a set whose keys do carry kids, is a key this gateway does
+    // not know yet (worth a refetch), even when keys without a kid were tried and failed.
+    let unknown_kid = token
+        .kid
+        .as_deref()
+        .is_some_and(|kid| !kid_matched && !keys.has_kid(kid) && keys.any_kid());
+    if tried && !unknown_kid {
         Err(JwtError::BadSignature)
     } else {
         Err(JwtError::UnknownKey)

@@ -37,8 +37,13 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Parses an algorithm name exactly as JOSE writes it (`RS256`, `EdDSA`); anything else —
-/// `none`, `ES512`, other casings — is not an algorithm authgate verifies.
+/// `none`, `ES512`, other casings — is not an algorithm authgate verifies. RFC 9864's
+/// fully-specified `Ed25519` is the same algorithm as `EdDSA` on an Ed25519 key, the only
+/// EdDSA curve authgate verifies.
 pub fn parse_algorithm(name: &str) -> Option<Algorithm> {
+    if name == "Ed25519" {
+        return Some(Algorithm::EdDSA);
+    }
     SUPPORTED
         .into_iter()
         .find(|alg| algorithm_name(*alg) == name)
@@ -453,16 +458,23 @@ impl KeySet {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
 
+    /// Whether any key carries a kid at all.
+    pub fn any_kid(&self) -> bool {
+        self.keys.iter().any(|k| k.kid.is_some())
+    }
+
     /// The keys a token with this `kid` (if any) and `alg` may be verified with: those with
-    /// that kid, or when the token names none, every key; in both cases only keys that verify
-    /// `alg`.
+    /// that kid, and keys without a kid (a PEM key has none, while an IdP's tokens always name
+    /// one: such a key is a candidate for any token, as in Envoy); every key when the token
+    /// names no kid. In all cases only keys that verify `alg`; the signature decides.
     pub fn candidates<'a>(
         &'a self,
         kid: Option<&'a str>,
         alg: Algorithm,
     ) -> impl Iterator<Item = &'a VerificationKey> + 'a {
         self.keys.iter().filter(move |key| {
-            key.algorithms.contains(&alg) && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
+            key.algorithms.contains(&alg)
+                && kid.is_none_or(|kid| key.kid.as_deref().is_none_or(|own| own == kid))
         })
     }
 }

@@ -378,6 +378,11 @@ impl Authenticator {
             .ok_or(AuthError::Token(JwtError::WrongIssuer))?;
         let issuer = &self.issuers[index];
         accepts_issuer(requirement, issuer)?;
+        // The issuer's `algorithms` decide, before any key is looked for: a token in another
+        // algorithm is "not accepted", never an unknown key worth a refetch.
+        if !issuer.settings.algorithms.contains(&unverified.alg) {
+            return Err(AuthError::Token(JwtError::UnsupportedAlgorithm));
+        }
         let generation = issuer.generation();
         let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
             issuer: issuer.settings.id.clone(),

@@ -145,7 +145,7 @@ impl Validator<'_> {
                 .filter_map(|name| {
                     let value = self.text(name)?;
                     keys::parse_algorithm(&value).or_else(|| {
-                        self.error(name.span(), format!("`{value}` is not a supported algorithm (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA)"));
+                        self.error(name.span(), format!("`{value}` is not a supported algorithm (HS256/384/512, RS256/384/512, PS256/384/512, ES256, ES384, EdDSA or Ed25519)"));
                         None
                     })
                 })

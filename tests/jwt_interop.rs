@@ -1,0 +1,117 @@
+//! What identity providers and JOSE libraries actually send: PEM keys (which carry no kid)
+//! verifying tokens that name one, tokens in an algorithm the issuer leaves out, and RFC 9864's
+//! fully-specified `Ed25519` algorithm name, in tokens and in published keys.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use http::Request;
+use http_body_util::Full;
+use jsonwebtoken::Algorithm;
+use serde_json::json;
+use support::idp::{claims, Idp, TestKey};
+use support::{send, start_gateway, start_gateway_in, Reply, TestGateway};
+
+fn route() -> &'static str {
+    "[[routes]]\nid = \"any\"\npath = \"/any\"\nupstream = \"builtin:echo\"\n"
+}
+
+async fn call(gateway: &TestGateway, token: &str) -> Reply {
+    let request = Request::get(gateway.url("/any"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::default())
+        .unwrap();
+    send(&support::http1_client(), request).await
+}
+
+fn description(reply: &Reply) -> String {
+    reply.json()["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_pem_key_verifies_tokens_that_name_a_kid_and_the_signature_still_decides() {
+    let key = TestKey::generate("idp-key-2026", Algorithm::RS256);
+    let stranger = TestKey::generate("idp-key-2026", Algorithm::RS256);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("idp.pub.pem"), &key.public_pem).unwrap();
+    let issuer = "https://pem.idp.test/";
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"pem\"\nissuer = \"{issuer}\"\naudiences = [\"api\"]\nalgorithms = [\"RS256\"]\nkeys = [\"idp.pub.pem\"]\n\n{}",
+        route()
+    );
+    let gateway = start_gateway_in(dir, &config).await;
+    // The IdP's token names its kid; the PEM key has none, and is a candidate all the same.
+    let reply = call(&gateway, &key.sign(&claims(issuer, "alice"))).await;
+    reply.assert_status(200);
+    assert_eq!(reply.json()["headers"]["x-auth-subject"], "alice");
+    // Another key under the same kid: the signature decides.
+    let forged = call(&gateway, &stranger.sign(&claims(issuer, "mallory"))).await;
+    forged.assert_status(401);
+    assert_eq!(description(&forged), "the token's signature is invalid");
+}
+
+#[tokio::test]
+async fn a_token_in_an_algorithm_the_issuer_leaves_out_is_not_accepted_and_fetches_nothing() {
+    let key = TestKey::generate("ec-1", Algorithm::ES256);
+    let idp = Idp::start(vec![key.jwk.clone()]).await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"idp\"\nissuer = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\njwks_url = \"{}\"\nrefetch_cooldown = \"1ms\"\n\n{}",
+        idp.url(),
+        idp.jwks_url(),
+        route()
+    );
+    let gateway = start_gateway(&config).await;
+    idp.wait_for_fetches(1).await;
+    let good = call(&gateway, &key.sign(&claims(&idp.url(), "alice"))).await;
+    good.assert_status(200);
+    let fetches = idp.fetches();
+    // An RS256 token with a kid the set lacks: not an unknown key, and no refetch for it.
+    let rsa = TestKey::generate("rsa-new", Algorithm::RS256);
+    for _ in 0..3 {
+        let refused = call(&gateway, &rsa.sign(&claims(&idp.url(), "alice"))).await;
+        refused.assert_status(401);
+        assert_eq!(
+            description(&refused),
+            "the token's algorithm is not accepted"
+        );
+    }
+    assert_eq!(
+        idp.fetches(),
+        fetches,
+        "a token in a refused algorithm caused a key fetch"
+    );
+}
+
+#[tokio::test]
+async fn the_fully_specified_ed25519_name_is_accepted_in_tokens_and_published_keys() {
+    let key = TestKey::generate("ed-1", Algorithm::EdDSA);
+    let mut jwk = key.jwk.clone();
+    jwk["alg"] = json!("Ed25519");
+    let idp = Idp::start(vec![jwk]).await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"idp\"\nissuer = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"Ed25519\"]\njwks_url = \"{}\"\n\n{}",
+        idp.url(),
+        idp.jwks_url(),
+        route()
+    );
+    let gateway = start_gateway(&config).await;
+    idp.wait_for_fetches(1).await;
+    for alg in ["Ed25519", "EdDSA"] {
+        let token = key.sign_with_header(
+            &json!({"alg": alg, "kid": "ed-1", "typ": "JWT"}),
+            &claims(&idp.url(), "alice"),
+        );
+        let mut reply = call(&gateway, &token).await;
+        for _ in 0..50 {
+            if reply.status() != 503 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            reply = call(&gateway, &token).await;
+        }
+        reply.assert_status(200);
+    }
+}
