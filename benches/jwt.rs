@@ -76,6 +76,7 @@ fn benches(c: &mut Criterion) {
                     let rules = jwt::ClaimRules {
                         issuer: ISSUER,
                         audiences: &audiences,
+                        subject_claim: "sub",
                         leeway: 30,
                         now: unix_now(),
                     };
@@ -100,6 +101,8 @@ fn benches(c: &mut Criterion) {
         leeway: std::time::Duration::from_secs(30),
         required_for_ready: true,
         roles_claim: "roles".into(),
+        subject_claim: "sub".into(),
+        typ: None,
     };
     let requirement = AuthRequirement {
         jwt: true,

@@ -115,3 +115,67 @@ async fn the_fully_specified_ed25519_name_is_accepted_in_tokens_and_published_ke
         reply.assert_status(200);
     }
 }
+
+fn hmac_config(extra: &str) -> String {
+    format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"hs\"\nissuer = \"https://hs.test/\"\naudiences = [\"api\"]\nsecret = \"{}\"\n{extra}\n\n{}",
+        "k".repeat(32),
+        route()
+    )
+}
+
+fn hmac_token(header: serde_json::Value, claims: serde_json::Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret("k".repeat(32).as_bytes());
+    let signing_input = format!(
+        "{}.{}",
+        support::idp::b64(header.to_string().as_bytes()),
+        support::idp::b64(claims.to_string().as_bytes())
+    );
+    let signature =
+        jsonwebtoken::crypto::sign(signing_input.as_bytes(), &key, Algorithm::HS256).unwrap();
+    format!("{signing_input}.{signature}")
+}
+
+fn base_claims() -> serde_json::Value {
+    json!({"iss": "https://hs.test/", "aud": "api", "exp": authgate::auth::unix_now() + 600})
+}
+
+#[tokio::test]
+async fn subject_claim_names_the_caller_of_tokens_without_sub() {
+    let gateway = start_gateway(&hmac_config("subject_claim = \"client_id\"")).await;
+    let mut claims = base_claims();
+    claims["client_id"] = json!("billing-job");
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let reply = call(&gateway, &hmac_token(header.clone(), claims)).await;
+    reply.assert_status(200);
+    assert_eq!(reply.json()["headers"]["x-auth-subject"], "billing-job");
+    let mut without = base_claims();
+    without["sub"] = json!("alice");
+    let refused = call(&gateway, &hmac_token(header, without)).await;
+    refused.assert_status(401);
+    assert!(
+        description(&refused).contains("subject_claim"),
+        "{}",
+        description(&refused)
+    );
+}
+
+#[tokio::test]
+async fn an_issuer_may_require_a_typ_and_media_types_compare_as_rfc_7515_says() {
+    let gateway = start_gateway(&hmac_config("typ = \"at+jwt\"")).await;
+    let mut claims = base_claims();
+    claims["sub"] = json!("alice");
+    for (typ, status) in [
+        (Some("at+jwt"), 200),
+        (Some("application/AT+JWT"), 200),
+        (Some("JWT"), 401),
+        (None, 401),
+    ] {
+        let mut header = json!({"alg": "HS256"});
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        let reply = call(&gateway, &hmac_token(header, claims.clone())).await;
+        assert_eq!(reply.status(), status, "typ {typ:?}: {}", reply.text());
+    }
+}

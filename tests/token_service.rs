@@ -681,3 +681,68 @@ async fn another_gateway_verifies_these_tokens_through_oidc_discovery() {
     }
     assert_eq!(status, 200);
 }
+
+/// RFC 9068 and RFC 8414: login tokens carry `client_id`; the discovery documents (OIDC and
+/// OAuth authorization-server metadata) advertise only what the service does.
+#[tokio::test]
+async fn access_tokens_and_metadata_follow_rfc_9068_and_rfc_8414() {
+    let (gateway, _) = start("").await;
+    let access = field(
+        &login(&gateway, "alice", "alice-password").await,
+        "access_token",
+    );
+    let payload = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["client_id"], "authgate", "{claims}");
+    assert_eq!(jwt_header(&access)["typ"], "at+jwt");
+
+    for path in [
+        "/auth/.well-known/openid-configuration",
+        "/auth/.well-known/oauth-authorization-server",
+        "/.well-known/oauth-authorization-server/auth",
+    ] {
+        let reply = support::get(&gateway.url(path)).await;
+        reply.assert_status(200);
+        let document = reply.json();
+        assert_eq!(document["issuer"], "https://gateway.test/auth", "{path}");
+        assert!(
+            document
+                .get("id_token_signing_alg_values_supported")
+                .is_none(),
+            "{path}"
+        );
+        assert_eq!(document["response_types_supported"], json!([]), "{path}");
+        assert_eq!(
+            document["token_endpoint"],
+            "https://gateway.test/auth/token"
+        );
+    }
+}
+
+/// RFC 9068 §4: a token signed with the service's own key but not typed `at+jwt` (an ID
+/// token, or any other JWT the key once signed) is not an access token here.
+#[tokio::test]
+async fn the_services_own_tokens_must_say_they_are_access_tokens() {
+    let key = support::idp::TestKey::generate("ts-1", jsonwebtoken::Algorithm::EdDSA);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ts.pem"), &key.private_pem).unwrap();
+    write_users(dir.path(), &[("alice", "alice-password", &["profile"])]);
+    let (_, entry) = api_key();
+    let gateway = start_gateway_in(
+        dir,
+        &config("signing_keys = [\"ts.pem\"]\nstore = \"memory\"", &entry),
+    )
+    .await;
+    let now = authgate::auth::unix_now();
+    let claims = json!({"iss": "https://gateway.test/auth", "aud": "demo", "sub": "alice",
+                        "exp": now + 600, "iat": now, "scope": "profile", "client_id": "x"});
+    for (typ, status) in [("at+jwt", 200), ("JWT", 401)] {
+        let token = key.sign_with_header(&json!({"alg": "EdDSA", "typ": typ}), &claims);
+        let reply = call(&gateway, "/api/me", &token).await;
+        assert_eq!(reply.status(), status, "typ {typ}: {}", reply.text());
+    }
+}

@@ -46,6 +46,10 @@ pub enum JwtError {
     /// A claim is missing or of the wrong type.
     #[error("the token's claims are invalid: {0}")]
     InvalidClaims(&'static str),
+    /// The header's `typ` is not the one the issuer's tokens carry (an ID token presented as
+    /// an access token, say).
+    #[error("the token is not of the type this issuer's tokens have")]
+    WrongType,
 }
 
 impl JwtError {
@@ -61,6 +65,7 @@ impl JwtError {
             JwtError::WrongIssuer => "wrong_issuer",
             JwtError::WrongAudience => "wrong_audience",
             JwtError::InvalidClaims(_) => "invalid_claims",
+            JwtError::WrongType => "wrong_type",
         }
     }
 }
@@ -73,6 +78,8 @@ pub struct Unverified<'t> {
     pub alg: Algorithm,
     /// The header's `kid`.
     pub kid: Option<String>,
+    /// The header's `typ`.
+    pub typ: Option<String>,
     /// `header.payload`, the signed bytes.
     pub signing_input: &'t str,
     /// The base64url signature segment.
@@ -126,6 +133,11 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, JwtError> {
         Some(Value::String(kid)) => Some(kid.clone()),
         Some(_) => return Err(JwtError::Malformed("the header's `kid` is not a string")),
     };
+    let typ = match header_object.get("typ") {
+        None => None,
+        Some(Value::String(typ)) => Some(typ.clone()),
+        Some(_) => return Err(JwtError::Malformed("the header's `typ` is not a string")),
+    };
     keys::b64url(signature).map_err(|_| JwtError::Malformed("the signature is not base64url"))?;
     let signing_input = &token[..header.len() + 1 + payload.len()];
     let payload =
@@ -133,6 +145,7 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, JwtError> {
     Ok(Unverified {
         alg,
         kid,
+        typ,
         signing_input,
         signature,
         payload,
@@ -170,6 +183,18 @@ pub fn verify_signature(token: &Unverified<'_>, keys: &KeySet) -> Result<(), Jwt
     }
 }
 
+/// Whether a header's `typ` is `expected`: media types compare without case, and the
+/// `application/` prefix may be left out (RFC 7515 §4.1.9).
+pub fn typ_matches(typ: Option<&str>, expected: &str) -> bool {
+    let bare = |t: &str| {
+        let lower = t.to_ascii_lowercase();
+        lower
+            .strip_prefix("application/")
+            .map_or(lower.clone(), str::to_string)
+    };
+    typ.is_some_and(|typ| bare(typ) == bare(expected))
+}
+
 /// What claims validation checks against: one issuer's rules.
 #[derive(Debug, Clone)]
 pub struct ClaimRules<'a> {
@@ -177,6 +202,8 @@ pub struct ClaimRules<'a> {
     pub issuer: &'a str,
     /// `aud` must contain one of these.
     pub audiences: &'a [String],
+    /// The claim naming the caller (`sub` unless the issuer says otherwise).
+    pub subject_claim: &'a str,
     /// Allowed clock skew, in seconds.
     pub leeway: i64,
     /// The current time, in seconds since the epoch.
@@ -244,10 +271,23 @@ pub fn validate_claims(all: Value, rules: &ClaimRules<'_>) -> Result<Claims, Jwt
     if !audience_ok {
         return Err(JwtError::WrongAudience);
     }
-    let subject = match claims.get("sub") {
+    let own = rules.subject_claim == "sub";
+    let subject = match claims.get(rules.subject_claim) {
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
-        Some(Value::String(_)) | None => return Err(JwtError::InvalidClaims("`sub` is required")),
-        Some(_) => return Err(JwtError::InvalidClaims("`sub` is not a string")),
+        Some(Value::String(_)) | None if own => {
+            return Err(JwtError::InvalidClaims("`sub` is required"))
+        }
+        Some(Value::String(_)) | None => {
+            return Err(JwtError::InvalidClaims(
+                "the issuer's `subject_claim` is missing",
+            ))
+        }
+        Some(_) if own => return Err(JwtError::InvalidClaims("`sub` is not a string")),
+        Some(_) => {
+            return Err(JwtError::InvalidClaims(
+                "the issuer's `subject_claim` is not a string",
+            ))
+        }
     };
     let mut scopes: Vec<String> = match claims.get("scope") {
         None => Vec::new(),
@@ -369,6 +409,7 @@ mod tests {
         let rules = ClaimRules {
             issuer: "https://idp.test/",
             audiences: &audiences,
+            subject_claim: "sub",
             leeway: 30,
             now: 1_000_000,
         };

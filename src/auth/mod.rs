@@ -383,6 +383,11 @@ impl Authenticator {
         if !issuer.settings.algorithms.contains(&unverified.alg) {
             return Err(AuthError::Token(JwtError::UnsupportedAlgorithm));
         }
+        if let Some(expected) = &issuer.settings.typ {
+            if !jwt::typ_matches(unverified.typ.as_deref(), expected) {
+                return Err(AuthError::Token(JwtError::WrongType));
+            }
+        }
         let generation = issuer.generation();
         let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
             issuer: issuer.settings.id.clone(),
@@ -406,6 +411,7 @@ impl Authenticator {
         let rules = ClaimRules {
             issuer: &issuer.settings.issuer,
             audiences: &issuer.settings.audiences,
+            subject_claim: &issuer.settings.subject_claim,
             leeway: i64::try_from(issuer.settings.leeway.as_secs()).unwrap_or(i64::MAX),
             now,
         };

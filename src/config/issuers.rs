@@ -38,6 +38,12 @@ pub struct IssuerSettings {
     pub required_for_ready: bool,
     /// The claim (dotted path) holding the caller's roles.
     pub roles_claim: String,
+    /// The claim naming the caller (`sub` unless configured: several IdPs put the client of a
+    /// client-credentials token in `client_id` or `azp` and send no `sub`).
+    pub subject_claim: String,
+    /// The `typ` header the issuer's tokens must carry (compared without case, `application/`
+    /// optional, RFC 7515 §4.1.9), when required.
+    pub typ: Option<String>,
 }
 
 /// Where an issuer's verification keys come from.
@@ -303,6 +309,12 @@ impl Validator<'_> {
                 .as_ref()
                 .and_then(|r| self.text(r))
                 .unwrap_or_else(|| "roles".into()),
+            subject_claim: raw
+                .subject_claim
+                .as_ref()
+                .and_then(|r| self.text(r))
+                .unwrap_or_else(|| "sub".into()),
+            typ: raw.typ.as_ref().and_then(|t| self.text(t)),
         })
     }
 

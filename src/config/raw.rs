@@ -205,4 +205,6 @@ pub struct RawIssuer {
     pub refetch_cooldown: Option<Text>,
     pub required_for_ready: Option<bool>,
     pub roles_claim: Option<Text>,
+    pub subject_claim: Option<Text>,
+    pub typ: Option<Text>,
 }

@@ -118,6 +118,9 @@ impl TokenServiceSettings {
             leeway: Duration::from_secs(30),
             required_for_ready: false,
             roles_claim: "roles".into(),
+            subject_claim: "sub".into(),
+            // RFC 9068 §4: a resource server checks that an access token says it is one.
+            typ: Some("at+jwt".into()),
         }
     }
 

@@ -252,11 +252,18 @@ impl TokenService {
     pub fn endpoint(&self, path: &str) -> Option<Endpoint> {
         let well_known = |rest: &str| match rest {
             "/.well-known/jwks.json" => Some(Endpoint::Jwks),
-            "/.well-known/openid-configuration" => Some(Endpoint::Discovery),
+            "/.well-known/openid-configuration" | "/.well-known/oauth-authorization-server" => {
+                Some(Endpoint::Discovery)
+            }
             _ => None,
         };
         if let Some(endpoint) = well_known(path) {
             return Some(endpoint);
+        }
+        // RFC 8414 §3.1: for an issuer with a path, the well-known segment goes before it.
+        if path.strip_prefix("/.well-known/oauth-authorization-server") == Some(&self.settings.path)
+        {
+            return Some(Endpoint::Discovery);
         }
         let rest = path.strip_prefix(self.settings.path.as_str())?;
         match rest {
@@ -386,14 +393,10 @@ impl TokenService {
             "revocation_endpoint": format!("{base}/revoke"),
             "grant_types_supported": ["client_credentials", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": ["token"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": self
-                .settings
-                .keys
-                .iter()
-                .map(|k| crate::auth::keys::algorithm_name(k.signing.algorithm))
-                .collect::<Vec<_>>(),
+            "revocation_endpoint_auth_methods_supported": ["none"],
+            // Only what exists: no authorization endpoint (so no response type) and no ID
+            // tokens (so no ID-token algorithms).
+            "response_types_supported": [],
         })
     }
 
@@ -494,11 +497,17 @@ impl TokenService {
             .keys
             .first()
             .ok_or_else(|| ServiceError::Unavailable("no signing key".into()))?;
+        // RFC 9068 §2.2: `client_id` is required. A login through `{path}/login` is made by
+        // the gateway's own sign-in, so the client is the service itself.
+        let mut grant = grant.clone();
+        grant
+            .client_id
+            .get_or_insert_with(|| self.settings.id.clone());
         Ok(grants::sign_access_token(
             key,
             &self.settings.issuer,
             &self.settings.audience,
-            grant,
+            &grant,
             jti,
             now,
             expires_at,
