@@ -23,6 +23,11 @@ struct TlsSetup {
 }
 
 async fn tls_gateway() -> TlsSetup {
+    tls_gateway_with("").await
+}
+
+/// [`tls_gateway`] with `tls` lines in the `[tls]` table.
+async fn tls_gateway_with(tls: &str) -> TlsSetup {
     support::install_crypto();
     let ca = TestCa::new();
     // The first certificate is the default: it also covers 127.0.0.1, the name a client uses
@@ -34,10 +39,14 @@ async fn tls_gateway() -> TlsSetup {
     support::write_file(dir.path(), "a-key.pem", &default_leaf.key_pem);
     support::write_file(dir.path(), "b.pem", &wildcard_leaf.cert_pem);
     support::write_file(dir.path(), "b-key.pem", &wildcard_leaf.key_pem);
-    let config = r#"
+    let config = format!(
+        r#"
 [server]
 https = "127.0.0.1:0"
 handshake_timeout = "300ms"
+
+[tls]
+{tls}
 
 [[tls.certificates]]
 cert = "a.pem"
@@ -51,8 +60,9 @@ key = "b-key.pem"
 id = "echo"
 upstream = "builtin:echo"
 public = true
-"#;
-    let gateway = support::start_gateway_in(dir, config).await;
+"#
+    );
+    let gateway = support::start_gateway_in(dir, &config).await;
     TlsSetup {
         ca,
         default_leaf,
@@ -149,28 +159,88 @@ async fn alpn_offers_http2_and_http11_and_both_are_served() {
     assert_eq!(response.status(), 200);
 }
 
+/// A client that speaks only `version` and trusts the test CA; each config is one client,
+/// with its own session cache.
+fn versioned_client(
+    setup: &TlsSetup,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(setup.ca.pem().as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+/// Connects as `client`, sends one request and reads the answer (which is also when TLS 1.3
+/// session tickets arrive); the handshake's kind.
+async fn one_request(
+    setup: &TlsSetup,
+    client: &Arc<rustls::ClientConfig>,
+) -> std::io::Result<rustls::HandshakeKind> {
+    let tcp = TcpStream::connect(setup.gateway.https.unwrap()).await?;
+    let mut stream = TlsConnector::from(client.clone())
+        .connect(server_name("a.test"), tcp)
+        .await?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    Ok(stream.get_ref().1.handshake_kind().unwrap())
+}
+
 #[tokio::test]
 async fn tls12_and_tls13_are_accepted() {
     let setup = tls_gateway().await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(setup.ca.pem().as_bytes()).unwrap())
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[version])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         let tcp = TcpStream::connect(setup.gateway.https.unwrap())
             .await
             .unwrap();
-        let stream = TlsConnector::from(Arc::new(config))
+        let stream = TlsConnector::from(versioned_client(&setup, version))
             .connect(server_name("a.test"), tcp)
             .await
             .unwrap();
         assert_eq!(stream.get_ref().1.protocol_version(), Some(version.version));
+    }
+}
+
+#[tokio::test]
+async fn min_version_1_3_refuses_tls12_handshakes() {
+    let setup = tls_gateway_with("min_version = \"1.3\"").await;
+    let tls13 = versioned_client(&setup, &rustls::version::TLS13);
+    assert_eq!(
+        one_request(&setup, &tls13).await.unwrap(),
+        rustls::HandshakeKind::Full
+    );
+    let tls12 = versioned_client(&setup, &rustls::version::TLS12);
+    assert!(one_request(&setup, &tls12).await.is_err());
+}
+
+/// A session resumes however many other clients came in between: stateless tickets, not a
+/// server cache of 256 entries (about 128 TLS 1.3 clients) as rustls has by default.
+#[tokio::test]
+async fn a_session_resumes_after_hundreds_of_other_clients() {
+    let setup = tls_gateway().await;
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let first = versioned_client(&setup, version);
+        assert_eq!(
+            one_request(&setup, &first).await.unwrap(),
+            rustls::HandshakeKind::Full
+        );
+        for _ in 0..300 {
+            one_request(&setup, &versioned_client(&setup, version))
+                .await
+                .unwrap();
+        }
+        let again = one_request(&setup, &first).await.unwrap();
+        assert_eq!(again, rustls::HandshakeKind::Resumed, "{version:?}");
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// `[[tls.certificates]]`, loaded; the first is the default for unknown SNI names.
     pub certificates: Vec<Certificate>,
+    /// `[tls] min_version`: the oldest TLS version the HTTPS listener speaks.
+    pub tls_min_version: TlsVersion,
     /// `[identity]`.
     pub identity: IdentitySettings,
     /// Every upstream by name: the `[upstreams.NAME]` tables, plus one per URL a route names.
@@ -69,6 +71,16 @@ pub struct Config {
     pub token_service: Option<TokenServiceSettings>,
     /// What loading found a start would create (a generated key, say), for `check` to report.
     pub notes: Vec<String>,
+}
+
+/// A TLS protocol version the HTTPS listener may be limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3 (Mozilla's "intermediate" profile; the default).
+    #[default]
+    Tls12,
+    /// TLS 1.3 only (Mozilla's "modern" profile).
+    Tls13,
 }
 
 /// `[api_keys]`: where keys are presented and the keys themselves.
@@ -480,6 +492,21 @@ impl Validator<'_> {
             .iter()
             .filter_map(|c| self.certificate(c.get_ref()))
             .collect::<Vec<_>>();
+        let tls_min_version = match &raw.tls.min_version {
+            None => TlsVersion::default(),
+            Some(text) => match self.text(text).as_deref() {
+                Some("1.2") => TlsVersion::Tls12,
+                Some("1.3") => TlsVersion::Tls13,
+                Some(other) => {
+                    self.error(
+                        text.span(),
+                        format!("TLS version `{other}` is not \"1.2\" or \"1.3\""),
+                    );
+                    TlsVersion::default()
+                }
+                None => TlsVersion::default(),
+            },
+        };
         if server.https.is_some() && raw.tls.certificates.is_empty() {
             let span = raw.server.https.as_ref().map_or(0..0, |t| t.span());
             self.error(
@@ -541,6 +568,7 @@ impl Validator<'_> {
             server,
             admin,
             certificates,
+            tls_min_version,
             identity,
             upstreams,
             routes,

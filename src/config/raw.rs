@@ -117,6 +117,7 @@ pub struct RawAdmin {
 pub struct RawTls {
     #[serde(default)]
     pub certificates: Vec<Spanned<RawCertificate>>,
+    pub min_version: Option<Text>,
 }
 
 /// One `[[tls.certificates]]` entry.

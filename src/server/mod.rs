@@ -133,7 +133,8 @@ impl RunningGateway {
         }
         let mut https_addr = None;
         if let Some(address) = server.https {
-            let tls_config = tls::server_config(resolver.clone()).map_err(io::Error::other)?;
+            let tls_config = tls::server_config(resolver.clone(), config.tls_min_version)
+                .map_err(io::Error::other)?;
             let (listener, bound, tls) =
                 bind(address, Some(TlsAcceptor::from(tls_config)), "https").await?;
             https_addr = Some(bound);

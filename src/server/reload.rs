@@ -40,6 +40,9 @@ impl Reloader {
         if old.http != new.http || old.https != new.https || current.config.admin != config.admin {
             return Err("listener addresses changed: restart the gateway to apply them".into());
         }
+        if current.config.tls_min_version != config.tls_min_version {
+            return Err("[tls] min_version changed: restart the gateway to apply it".into());
+        }
         let certificates = config.certificates.clone();
         let snapshot = Snapshot::new(config, Some(&current))?;
         self.resolver.replace(&certificates);

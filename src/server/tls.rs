@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
-use crate::config::Certificate;
+use crate::config::{Certificate, TlsVersion};
 
 /// Certificates indexed by the names they serve.
 #[derive(Debug, Default)]
@@ -84,13 +84,31 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// The rustls server configuration for the HTTPS listener.
-pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// Sessions the server remembers for clients that resume by id (TLS 1.2 without tickets).
+/// rustls's default of 256 (two entries per TLS 1.3 connection) loses a client's session after
+/// about 128 others; an entry is a few hundred bytes.
+const SESSION_CACHE_ENTRIES: usize = 20_000;
+
+/// The rustls server configuration for the HTTPS listener. Cipher suites and key-exchange
+/// groups are aws-lc-rs's defaults (Mozilla "intermediate" exactly on TLS 1.2, every TLS 1.3
+/// suite); `min_version` 1.3 drops TLS 1.2 ("modern"). Resumption is by stateless tickets,
+/// whose keys rustls's ticketer rotates (a new key every 6 hours, the previous one still
+/// accepted), so any number of clients resume without server memory.
+pub fn server_config(
+    resolver: Arc<SniResolver>,
+    min_version: TlsVersion,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(Arc::new(config))
 }
