@@ -22,21 +22,26 @@
 //!   the built-in echo upstream.
 //! - [`identity`]: removing identity headers a client tried to send.
 //! - [`error`]: the gateway's own errors and the one function that turns them into responses.
-//! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
+//! - [`limits`]: plans, rate limits and quotas per consumer, and the RateLimit headers.
+//! - [`state`]: the store quotas persist through (a redb file in `[state] data_dir`).
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/consumers/{id}` on the admin listener.
 
 pub mod access_log;
 pub mod admin;
 pub mod assertion;
 pub mod auth;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod state;
 pub mod token_service;
 
 use bytes::Bytes;

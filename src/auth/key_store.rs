@@ -39,6 +39,7 @@ impl KeyStore {
                 Arc::downgrade(&store),
                 file.clone(),
                 settings.inline.clone(),
+                settings.plans.clone(),
             ));
         }
         store
@@ -56,7 +57,7 @@ fn fingerprint(path: &PathBuf) -> Option<(SystemTime, u64, u64)> {
     Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
 }
 
-async fn watch(store: Weak<KeyStore>, file: PathBuf, inline: Arc<KeyTable>) {
+async fn watch(store: Weak<KeyStore>, file: PathBuf, inline: Arc<KeyTable>, plans: Arc<[String]>) {
     let mut seen = fingerprint(&file);
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
@@ -67,8 +68,9 @@ async fn watch(store: Weak<KeyStore>, file: PathBuf, inline: Arc<KeyTable>) {
         }
         seen = current;
         let path = file.clone();
+        let plans = plans.clone();
         // Parsing a large file is blocking work; keep it off the request threads.
-        let loaded = tokio::task::spawn_blocking(move || api_keys::load_file(&path)).await;
+        let loaded = tokio::task::spawn_blocking(move || api_keys::load_file(&path, &plans)).await;
         match loaded {
             Ok(Ok(table)) => {
                 let table = table.merged_with(&inline);

@@ -9,6 +9,7 @@
 
 mod issuers;
 mod location;
+mod plans;
 mod raw;
 mod token_service;
 pub mod units;
@@ -32,6 +33,10 @@ use crate::auth::api_keys::KeyTable;
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
 use raw::{RawConfig, Text};
+pub use plans::{
+    parse_quota, parse_rate, unknown_plan, ConsumerSettings, Plan, Quota, QuotaWindow, Rate,
+    RateLimit, DEFAULT_DATA_DIR,
+};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
 };
@@ -66,6 +71,12 @@ pub struct Config {
     pub log_json: bool,
     /// `[token_service]`: the gateway's own token issuer (its issuer is also in `issuers`).
     pub token_service: Option<TokenServiceSettings>,
+    /// `[plans.NAME]`, by name.
+    pub plans: BTreeMap<String, Plan>,
+    /// `[consumers]`.
+    pub consumers: ConsumerSettings,
+    /// `[state] data_dir`: where every file the gateway writes lives (quotas, token store).
+    pub data_dir: PathBuf,
 }
 
 /// `[api_keys]`: where keys are presented and the keys themselves.
@@ -79,6 +90,8 @@ pub struct ApiKeySettings {
     pub inline: Arc<KeyTable>,
     /// File and inline keys, as loaded.
     pub table: Arc<KeyTable>,
+    /// The plan names keys may name, for checking the keys file when it is reloaded alone.
+    pub plans: Arc<[String]>,
 }
 
 /// `[server]`: listeners and the limits that protect them.
@@ -248,6 +261,8 @@ pub struct RouteSettings {
     pub public: bool,
     /// What a caller must present when the route is not public.
     pub auth: AuthRequirement,
+    /// The route's own rate limit, per consumer.
+    pub limit: Option<RateLimit>,
 }
 
 /// The credentials a protected route accepts and what they must grant.
@@ -414,10 +429,13 @@ impl Validator<'_> {
             }
         }
         let mut issuers = self.issuers(&raw.issuers);
+        let plans = self.plans(&raw.plans);
+        let consumers = self.consumers(&raw, &plans);
+        let data_dir = self.data_dir(&raw);
         let token_service = raw
             .token_service
             .as_ref()
-            .and_then(|t| self.token_service(t));
+            .and_then(|t| self.token_service(t, &data_dir, &plans));
         if let (Some(service), Some(raw_service)) = (&token_service, &raw.token_service) {
             // The gateway verifies its own tokens like any issuer's; ids and `iss` stay unique.
             let own = service.issuer_settings();
@@ -435,7 +453,11 @@ impl Validator<'_> {
             }
             issuers.push(own);
         }
-        let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
+        let plan_names: Arc<[String]> = plans.keys().cloned().collect();
+        let api_keys = raw
+            .api_keys
+            .take()
+            .and_then(|keys| self.api_keys(keys, plan_names));
         let routes = self.routes(&raw.routes, &mut upstreams, &issuers, api_keys.is_some());
         if server.http.is_none() && server.https.is_none() {
             self.error(0..0, "no listener: set `http` or `https` in [server]");
@@ -451,6 +473,9 @@ impl Validator<'_> {
             issuers,
             api_keys,
             token_service,
+            plans,
+            consumers,
+            data_dir,
             sources: std::mem::take(&mut self.sources),
             log_json: match &raw.log.format {
                 None => false,
@@ -469,7 +494,11 @@ impl Validator<'_> {
         }
     }
 
-    fn api_keys(&mut self, raw: toml::Spanned<raw::RawApiKeys>) -> Option<ApiKeySettings> {
+    fn api_keys(
+        &mut self,
+        raw: toml::Spanned<raw::RawApiKeys>,
+        plans: Arc<[String]>,
+    ) -> Option<ApiKeySettings> {
         let span = raw.span();
         let raw = raw.into_inner();
         let header = self.header_name(raw.header.as_ref(), "x-api-key");
@@ -482,7 +511,7 @@ impl Validator<'_> {
                 (k.into_inner(), span)
             })
             .collect();
-        let inline = match crate::auth::api_keys::build(entries, self.file, self.source) {
+        let inline = match crate::auth::api_keys::build(entries, self.file, self.source, &plans) {
             Ok(table) => table,
             Err(diagnostics) => {
                 self.errors.extend(diagnostics);
@@ -490,7 +519,7 @@ impl Validator<'_> {
             }
         };
         let table = match &file {
-            Some(path) => match crate::auth::api_keys::load_file(path) {
+            Some(path) => match crate::auth::api_keys::load_file(path, &plans) {
                 Ok(table) => table.merged_with(&inline),
                 Err(diagnostics) => {
                     self.errors.extend(diagnostics);
@@ -511,6 +540,7 @@ impl Validator<'_> {
             file,
             inline: Arc::new(inline),
             table: Arc::new(table),
+            plans,
         })
     }
 
@@ -806,6 +836,7 @@ impl Validator<'_> {
             let target = self.route_target(&route.upstream, upstreams);
             let public = route.public.unwrap_or(false);
             let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
+            let limit = self.rate_limit(route.rate.as_ref(), route.burst.as_ref());
             if let Some(target) = target {
                 routes.push(RouteSettings {
                     label: std::sync::Arc::<str>::from(id.as_str()).into(),
@@ -816,6 +847,7 @@ impl Validator<'_> {
                     target,
                     public,
                     auth,
+                    limit,
                 });
             }
         }

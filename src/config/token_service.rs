@@ -80,6 +80,8 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// A disabled client gets no tokens.
     pub disabled: bool,
+    /// The plan its tokens' callers are on (`None`: `[consumers] default_plan`).
+    pub plan: Option<String>,
 }
 
 /// Failed-login limits: more failures than this within `window` → 429.
@@ -137,6 +139,8 @@ impl Validator<'_> {
     pub(super) fn token_service(
         &mut self,
         spanned: &Spanned<RawTokenService>,
+        data_dir: &Path,
+        plans: &std::collections::BTreeMap<String, super::Plan>,
     ) -> Option<TokenServiceSettings> {
         let raw = spanned.get_ref();
         let id = match &raw.id {
@@ -155,13 +159,6 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "/auth".to_string()),
             None => "/auth".to_string(),
         };
-        let data_dir = match &raw.data_dir {
-            Some(text) => {
-                let dir = self.text(text)?;
-                self.base_dir.join(dir)
-            }
-            None => self.base_dir.join("data"),
-        };
         let keys = match &raw.signing_keys {
             Some(files) if files.is_empty() => {
                 self.error(spanned.span(), "`signing_keys` needs at least one key");
@@ -171,7 +168,7 @@ impl Validator<'_> {
                 .iter()
                 .map(|file| self.signing_key(file))
                 .collect::<Option<Vec<_>>>()?,
-            None => vec![self.generated_key(&data_dir, spanned.span())?],
+            None => vec![self.generated_key(data_dir, spanned.span())?],
         };
         let store = match raw.store.as_ref() {
             None => StoreLocation::Embedded(data_dir.join("token-store.redb")),
@@ -200,7 +197,7 @@ impl Validator<'_> {
             }
             None => UserTable::default(),
         };
-        let clients = self.clients(raw);
+        let clients = self.clients(raw, plans);
         let limit = &raw.login_limit;
         let login_limit = LoginLimit {
             per_user: count(self.positive(limit.per_user.as_ref(), 5, "per_user")),
@@ -300,7 +297,11 @@ impl Validator<'_> {
         }
     }
 
-    fn clients(&mut self, raw: &RawTokenService) -> HashMap<String, Client> {
+    fn clients(
+        &mut self,
+        raw: &RawTokenService,
+        plans: &std::collections::BTreeMap<String, super::Plan>,
+    ) -> HashMap<String, Client> {
         let mut clients = HashMap::new();
         for spanned in &raw.clients {
             let client = spanned.get_ref();
@@ -318,11 +319,16 @@ impl Validator<'_> {
                 }
             };
             let scopes = client.scopes.iter().filter_map(|s| self.text(s)).collect();
+            let plan = client
+                .plan
+                .as_ref()
+                .and_then(|p| self.plan_reference(p, plans));
             let entry = Client {
                 id: id.clone(),
                 secret,
                 scopes,
                 disabled: client.disabled,
+                plan,
             };
             if clients.insert(id.clone(), entry).is_some() {
                 self.error(client.id.span(), format!("client `{id}` is listed twice"));
