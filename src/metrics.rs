@@ -248,7 +248,9 @@ pub fn token_service(endpoint: &'static str, result: &'static str) {
 
 /// Counts one request a limit refused.
 pub fn rate_limited(route: &SharedString, plan: Option<&SharedString>, limit: &'static str) {
-    let plan = plan.cloned().unwrap_or_else(|| SharedString::const_str("-"));
+    let plan = plan
+        .cloned()
+        .unwrap_or_else(|| SharedString::const_str("-"));
     metrics::counter!(RATE_LIMITED, "route" => route.clone(), "plan" => plan, "limit" => limit)
         .increment(1);
 }

@@ -32,11 +32,11 @@ use crate::auth::api_keys::KeyTable;
 
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
-use raw::{RawConfig, Text};
 pub use plans::{
     parse_quota, parse_rate, unknown_plan, ConsumerSettings, Plan, Quota, QuotaWindow, Rate,
     RateLimit, DEFAULT_DATA_DIR,
 };
+use raw::{RawConfig, Text};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
 };

@@ -142,14 +142,19 @@ fn split_count<'t>(text: &'t str, what: &str, example: &str) -> Result<(u64, &'t
     let (count, unit) = text.trim().split_once('/').ok_or_else(shape)?;
     let count: u64 = count.trim().parse().map_err(|_| shape())?;
     if count == 0 {
-        return Err(format!("{what} `{text}` allows nothing: the count must be at least 1"));
+        return Err(format!(
+            "{what} `{text}` allows nothing: the count must be at least 1"
+        ));
     }
     Ok((count, unit.trim()))
 }
 
 impl Validator<'_> {
     /// `[plans.*]`, in name order.
-    pub(super) fn plans(&mut self, raw: &BTreeMap<String, Spanned<RawPlan>>) -> BTreeMap<String, Plan> {
+    pub(super) fn plans(
+        &mut self,
+        raw: &BTreeMap<String, Spanned<RawPlan>>,
+    ) -> BTreeMap<String, Plan> {
         let mut plans = BTreeMap::new();
         for (name, spanned) in raw {
             if !valid_plan_name(name) {
@@ -201,7 +206,8 @@ impl Validator<'_> {
         };
         let burst = match burst {
             None => {
-                let per_second = u128::from(rate.count) * 1_000_000_000 / rate.period.as_nanos().max(1);
+                let per_second =
+                    u128::from(rate.count) * 1_000_000_000 / rate.period.as_nanos().max(1);
                 u64::try_from(per_second).unwrap_or(u64::MAX).max(1)
             }
             Some(b) => match u64::try_from(*b.get_ref()) {
@@ -270,7 +276,10 @@ impl Validator<'_> {
     /// `[state] data_dir`, or the older `[token_service] data_dir`: one setting for every file
     /// the gateway writes (quotas, the token store, a generated signing key).
     pub(super) fn data_dir(&mut self, raw: &RawConfig) -> PathBuf {
-        let state = raw.state.as_ref().and_then(|s| s.get_ref().data_dir.as_ref());
+        let state = raw
+            .state
+            .as_ref()
+            .and_then(|s| s.get_ref().data_dir.as_ref());
         let service = raw
             .token_service
             .as_ref()
@@ -316,7 +325,10 @@ mod tests {
         let rate = parse_rate("10/s").unwrap();
         assert_eq!(rate.interval_nanos(), 100_000_000);
         assert_eq!(parse_rate("600/m").unwrap().interval_nanos(), 100_000_000);
-        assert_eq!(parse_rate("3600/h").unwrap().period, Duration::from_secs(3600));
+        assert_eq!(
+            parse_rate("3600/h").unwrap().period,
+            Duration::from_secs(3600)
+        );
         for bad in ["10", "10/d", "x/s", "0/s", "-1/s", "/s", "10/"] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }

@@ -42,7 +42,9 @@ impl Gcra {
         if cost > self.burst {
             return Err(u64::MAX);
         }
-        let next = tat.max(now).saturating_add(self.interval.saturating_mul(cost));
+        let next = tat
+            .max(now)
+            .saturating_add(self.interval.saturating_mul(cost));
         let limit = now.saturating_add(self.interval.saturating_mul(self.burst));
         if next <= limit {
             Ok(next)
@@ -103,7 +105,8 @@ pub struct RateTable {
 impl RateTable {
     /// Drops cells whose allowance is full at `now`; returns how many are left.
     pub fn sweep(&self, now: u64) -> usize {
-        self.cells.retain(|_, tat| tat.load(Ordering::Relaxed) > now);
+        self.cells
+            .retain(|_, tat| tat.load(Ordering::Relaxed) > now);
         self.cells.len()
     }
 
@@ -144,15 +147,13 @@ impl Limiter for RateTable {
         let mut tat = cell.load(Ordering::Acquire);
         loop {
             match gcra.take(tat, now, cost) {
-                Ok(next) => match cell.compare_exchange_weak(
-                    tat,
-                    next,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => return gcra.standing(next, now, None),
-                    Err(current) => tat = current,
-                },
+                Ok(next) => {
+                    match cell.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+                    {
+                        Ok(_) => return gcra.standing(next, now, None),
+                        Err(current) => tat = current,
+                    }
+                }
                 Err(wait) => return gcra.standing(tat, now, Some(wait)),
             }
         }

@@ -133,7 +133,12 @@ impl Policy {
     /// A rate policy.
     pub fn rate(name: &str, limit: &RateLimit) -> Policy {
         let window = limit.rate.period.as_secs().max(1);
-        Policy::new(name, PolicyKind::Rate(Gcra::new(limit)), limit.rate.count, window)
+        Policy::new(
+            name,
+            PolicyKind::Rate(Gcra::new(limit)),
+            limit.rate.count,
+            window,
+        )
     }
 
     /// A quota policy.
@@ -265,7 +270,10 @@ impl Limits {
             .map(|plan| {
                 let policies = PlanPolicies {
                     label: Arc::<str>::from(plan.name.as_str()).into(),
-                    rate: plan.rate.as_ref().map(|rate| Policy::rate(&plan.name, rate)),
+                    rate: plan
+                        .rate
+                        .as_ref()
+                        .map(|rate| Policy::rate(&plan.name, rate)),
                     quota: plan
                         .quota
                         .map(|quota| Policy::quota(&format!("{}-quota", plan.name), quota)),
@@ -402,7 +410,10 @@ impl Limits {
         for name in names {
             let plan = &self.plans[name];
             let rate = plan.rate.as_ref().and_then(|policy| {
-                let standing = self.tables.rates.standing(&policy.key(&consumer, hash), now)?;
+                let standing = self
+                    .tables
+                    .rates
+                    .standing(&policy.key(&consumer, hash), now)?;
                 Some((policy, standing))
             });
             let quota = plan.quota.as_ref().and_then(|policy| {

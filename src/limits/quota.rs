@@ -29,7 +29,10 @@ pub fn window(kind: QuotaWindow, unix: i64) -> (i64, i64) {
             } else {
                 (year, month + 1)
             };
-            (start, calendar::days_from_civil(next_year, next_month, 1) * 86_400)
+            (
+                start,
+                calendar::days_from_civil(next_year, next_month, 1) * 86_400,
+            )
         }
     }
 }
@@ -200,7 +203,11 @@ impl Limiter for QuotaTable {
         let quota = Self::quota(key)?;
         let counter = self.counters.get(&key.hash)?;
         let (start, end) = window(quota.window, now.unix);
-        let used = if counter.window == start { counter.used } else { 0 };
+        let used = if counter.window == start {
+            counter.used
+        } else {
+            0
+        };
         Some(standing(&quota, used, end, now, false))
     }
 
@@ -279,7 +286,11 @@ mod tests {
             fn load(&self) -> Result<Vec<QuotaRow>, StateError> {
                 self.0.load()
             }
-            fn save(&self, rows: &[QuotaRow], removed: &[(String, String)]) -> Result<(), StateError> {
+            fn save(
+                &self,
+                rows: &[QuotaRow],
+                removed: &[(String, String)],
+            ) -> Result<(), StateError> {
                 self.0.save(rows, removed)
             }
         }

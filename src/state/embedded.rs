@@ -33,7 +33,10 @@ impl EmbeddedQuotaStore {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| {
-                StateError(format!("cannot create the directory {}: {e}", dir.display()))
+                StateError(format!(
+                    "cannot create the directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let db = Database::create(path)
@@ -106,7 +109,9 @@ mod tests {
         {
             let store = EmbeddedQuotaStore::open(&path).unwrap();
             store.save(&[row("a", 3), row("b", 4)], &[]).unwrap();
-            store.save(&[row("a", 5)], &[("free-quota".into(), "b".into())]).unwrap();
+            store
+                .save(&[row("a", 5)], &[("free-quota".into(), "b".into())])
+                .unwrap();
         }
         let store = EmbeddedQuotaStore::open(&path).unwrap();
         assert_eq!(store.load().unwrap(), vec![row("a", 5)]);

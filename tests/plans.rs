@@ -1,0 +1,503 @@
+//! Plans, rate limits and quotas through a real gateway: GCRA exactness under a burst, consumers
+//! that do not affect each other, default and anonymous plans (per address, behind trusted
+//! proxies), the RateLimit fields and Retry-After at every step, quotas across a restart of the
+//! binary, plan changes by keys-file reload, the admin endpoints, and bad config.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use authgate::auth::api_keys;
+use http::Request;
+use http_body_util::Full;
+use support::{send, start_gateway_in, GatewayProcess, Reply};
+
+struct Key {
+    key: String,
+    entry: String,
+}
+
+fn new_key(id: &str, plan: Option<&str>) -> Key {
+    let (key, mut entry) = api_keys::new_entry(Some(id), id, &[], None).unwrap();
+    if let Some(plan) = plan {
+        entry.push_str(&format!("plan = \"{plan}\"\n"));
+    }
+    Key { key, entry }
+}
+
+fn write_keys(dir: &std::path::Path, entries: &[&str]) {
+    let temporary = dir.join("keys.toml.new");
+    std::fs::write(&temporary, entries.join("\n")).unwrap();
+    std::fs::rename(&temporary, dir.join("keys.toml")).unwrap();
+}
+
+async fn call(url: &str, key: Option<&str>, forwarded_for: Option<&str>) -> Reply {
+    let mut request = Request::get(url);
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    if let Some(address) = forwarded_for {
+        request = request.header("x-forwarded-for", address);
+    }
+    send(
+        &support::http1_client(),
+        request.body(Full::default()).unwrap(),
+    )
+    .await
+}
+
+/// `r` of the `RateLimit` item named `policy`.
+fn remaining(reply: &Reply, policy: &str) -> Option<u64> {
+    let header = reply.header("ratelimit")?;
+    let item = header
+        .split(", ")
+        .find(|item| item.starts_with(&format!("\"{policy}\";")))?;
+    item.split(';')
+        .find_map(|p| p.strip_prefix("r="))?
+        .parse()
+        .ok()
+}
+
+const PLANS: &str = r#"
+[plans.free]
+rate = "10/s"
+burst = 5
+
+[plans.gold]
+rate = "1000/s"
+quota = "1000/day"
+
+[plans.slow]
+rate = "1/m"
+burst = 1
+
+[consumers]
+default_plan = "free"
+"#;
+
+fn config(upstream: &str) -> String {
+    format!(
+        r#"[server]
+http = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[api_keys]
+file = "keys.toml"
+
+[[routes]]
+id = "api"
+path = "/api"
+upstream = "{upstream}"
+auth = ["api_key"]
+
+[[routes]]
+id = "scoped"
+path = "/scoped"
+upstream = "builtin:echo"
+auth = ["api_key"]
+scopes = ["admin"]
+{PLANS}"#
+    )
+}
+
+#[tokio::test]
+async fn a_burst_gets_exactly_the_burst_then_one_per_interval_and_never_reaches_the_upstream() {
+    let upstream = support::upstream::start("backend").await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = new_key("alice", None);
+    let bob = new_key("bob", None);
+    write_keys(dir.path(), &[&alice.entry, &bob.entry]);
+    let gateway = start_gateway_in(dir, &config(&upstream.url())).await;
+    let url = gateway.url("/api/x");
+
+    let burst_started = Instant::now();
+    let started = burst_started;
+    let mut replies = Vec::new();
+    for _ in 0..30 {
+        replies.push(call(&url, Some(&alice.key), None).await);
+    }
+    let elapsed = started.elapsed();
+    let allowed = replies.iter().filter(|r| r.status() == 200).count();
+    // Five at once, plus one for each 100 ms that passed while the burst was being sent.
+    let refills = (elapsed.as_millis() / 100) as usize;
+    assert!(
+        (5..=5 + refills).contains(&allowed),
+        "{allowed} allowed in {elapsed:?}"
+    );
+    for (i, reply) in replies.iter().take(5).enumerate() {
+        reply.assert_status(200);
+        assert_eq!(reply.header("ratelimit-policy"), Some("\"free\";q=10;w=1"));
+        if i == 0 {
+            assert_eq!(reply.header("ratelimit"), Some("\"free\";r=4;t=1"));
+        }
+    }
+    let refused = replies.iter().find(|r| r.status() == 429).unwrap();
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.header("ratelimit"), Some("\"free\";r=0;t=1"));
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"free\";q=10;w=1")
+    );
+    let body = refused.json();
+    assert_eq!(body["error"], "rate_limited");
+    assert!(body["error_description"].as_str().unwrap().contains("free"));
+    assert_eq!(body["request_id"].as_str(), refused.header("x-request-id"));
+    // Refused requests never reached the upstream.
+    assert_eq!(upstream.requests.load(Ordering::SeqCst), allowed);
+
+    // Another consumer is not affected.
+    let first = call(&url, Some(&bob.key), None).await;
+    first.assert_status(200);
+    assert_eq!(remaining(&first, "free"), Some(4));
+
+    // Sent continuously for 600 ms more: in all, never more than the burst plus one per 100 ms
+    // since the first request.
+    let looping = Instant::now();
+    let mut later = 0;
+    while looping.elapsed() < Duration::from_millis(600) {
+        if call(&url, Some(&alice.key), None).await.status() == 200 {
+            later += 1;
+        }
+    }
+    let limit = 5 + (burst_started.elapsed().as_millis() / 100) as usize;
+    assert!(later >= 1, "none passed in 600 ms");
+    assert!(allowed + later <= limit, "{allowed} + {later} > {limit}");
+
+    // Retry-After is never early: after waiting it, a request passes.
+    let mut reply = call(&url, Some(&alice.key), None).await;
+    while reply.status() == 200 {
+        reply = call(&url, Some(&alice.key), None).await;
+    }
+    let wait: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    call(&url, Some(&alice.key), None).await.assert_status(200);
+
+    let metrics = support::get(&format!("http://{}/metrics", gateway.admin.unwrap())).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains(r#"authgate_rate_limited_total{route="api",plan="free",limit="rate"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"reason="rate_limited""#), "{text}");
+}
+
+#[tokio::test]
+async fn quotas_count_per_plan_and_refused_credentials_cost_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = new_key("gold-1", Some("gold"));
+    write_keys(dir.path(), &[&gold.entry]);
+    let gateway = start_gateway_in(dir, &config("builtin:echo")).await;
+    // The key lacks the scope: 403s, which take nothing from its quota.
+    for _ in 0..3 {
+        call(&gateway.url("/scoped"), Some(&gold.key), None)
+            .await
+            .assert_status(403);
+    }
+    let reply = call(&gateway.url("/api"), Some(&gold.key), None).await;
+    reply.assert_status(200);
+    assert_eq!(
+        reply.header("ratelimit-policy"),
+        Some("\"gold\";q=1000;w=1, \"gold-quota\";q=1000;w=86400")
+    );
+    assert_eq!(remaining(&reply, "gold-quota"), Some(999));
+
+    let admin = format!("http://{}", gateway.admin.unwrap());
+    let seen = support::get(&format!("{admin}/consumers/api_key:gold-1")).await;
+    seen.assert_status(200);
+    let json = seen.json();
+    assert_eq!(json["plan"], "gold");
+    assert_eq!(json["quota"]["used"], 1);
+    assert_eq!(json["quota"]["remaining"], 999);
+    assert_eq!(json["rate"]["burst"], 1000);
+    support::get(&format!("{admin}/consumers/api_key:nobody"))
+        .await
+        .assert_status(404);
+    let reset = send(
+        &support::http1_client(),
+        Request::delete(format!("{admin}/consumers/api_key:gold-1/quota"))
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await;
+    reset.assert_status(200);
+    let seen = support::get(&format!("{admin}/consumers/api_key:gold-1")).await;
+    assert_eq!(seen.json()["quota"]["remaining"], 1000);
+}
+
+#[tokio::test]
+async fn a_plan_changed_in_the_keys_file_applies_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let carol = new_key("carol", Some("slow"));
+    write_keys(dir.path(), &[&carol.entry]);
+    let gateway = start_gateway_in(dir, &config("builtin:echo")).await;
+    let url = gateway.url("/api");
+    call(&url, Some(&carol.key), None).await.assert_status(200);
+    let refused = call(&url, Some(&carol.key), None).await;
+    refused.assert_status(429);
+    // One per minute: the wait is the rest of the minute, never less.
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((59..=60).contains(&wait), "{wait}");
+
+    let entry = carol.entry.replace("plan = \"slow\"", "plan = \"gold\"");
+    assert_ne!(entry, carol.entry);
+    write_keys(gateway.dir.path(), &[&entry]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = call(&url, Some(&carol.key), None).await;
+        if reply.status() == 200 {
+            assert!(reply
+                .header("ratelimit-policy")
+                .unwrap()
+                .contains("\"gold\""));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new plan did not apply");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_reload_applies_new_numbers_at_once_and_keeps_each_consumers_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let dave = new_key("dave", Some("slow"));
+    write_keys(dir.path(), &[&dave.entry]);
+    let toml = config("builtin:echo");
+    let gateway = start_gateway_in(dir, &toml).await;
+    let url = gateway.url("/api");
+    call(&url, Some(&dave.key), None).await.assert_status(200);
+    call(&url, Some(&dave.key), None).await.assert_status(429);
+    let path = gateway.dir.path().join("gateway.toml");
+    let running = gateway.gateway.as_ref().unwrap();
+    // The same plan again: dave's state survives the reload.
+    running
+        .reload(authgate::config::Config::load(&path).unwrap())
+        .unwrap();
+    call(&url, Some(&dave.key), None).await.assert_status(429);
+    // New numbers for the plan: in force at once.
+    std::fs::write(
+        &path,
+        toml.replace("rate = \"1/m\"\nburst = 1", "rate = \"1/m\"\nburst = 3"),
+    )
+    .unwrap();
+    running
+        .reload(authgate::config::Config::load(&path).unwrap())
+        .unwrap();
+    let reply = call(&url, Some(&dave.key), None).await;
+    reply.assert_status(200);
+    // One taken before, one now, of three: the third comes back within the minute.
+    assert_eq!(remaining(&reply, "slow"), Some(1));
+}
+
+#[tokio::test]
+async fn the_anonymous_plan_counts_per_address_and_believes_only_trusted_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"[server]
+http = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1/32"]
+
+[plans.anon]
+rate = "1/m"
+burst = 2
+
+[consumers]
+anonymous_plan = "anon"
+
+[[routes]]
+id = "open"
+upstream = "builtin:echo"
+public = true
+
+[[routes]]
+id = "limited"
+path = "/limited"
+upstream = "builtin:echo"
+public = true
+rate = "1/h"
+burst = 1
+"#;
+    let gateway = start_gateway_in(dir, toml).await;
+    let url = gateway.url("/");
+    for _ in 0..2 {
+        call(&url, None, Some("203.0.113.1"))
+            .await
+            .assert_status(200);
+    }
+    let refused = call(&url, None, Some("203.0.113.1")).await;
+    refused.assert_status(429);
+    assert_eq!(refused.header("ratelimit"), Some("\"anon\";r=0;t=120"));
+    call(&url, None, Some("203.0.113.2"))
+        .await
+        .assert_status(200);
+    // One IPv6 /64 is one consumer.
+    call(&url, None, Some("2001:db8:1:2::1"))
+        .await
+        .assert_status(200);
+    call(&url, None, Some("2001:db8:1:2::ffff"))
+        .await
+        .assert_status(200);
+    call(&url, None, Some("2001:db8:1:2:3::4"))
+        .await
+        .assert_status(429);
+    call(&url, None, Some("2001:db8:1:3::1"))
+        .await
+        .assert_status(200);
+
+    // A route's own limit applies beside the plan, under its own name.
+    let limited = gateway.url("/limited");
+    let first = call(&limited, None, Some("198.51.100.9")).await;
+    first.assert_status(200);
+    assert_eq!(
+        first.header("ratelimit-policy"),
+        Some("\"route:limited\";q=1;w=3600, \"anon\";q=1;w=60")
+    );
+    let refused = call(&limited, None, Some("198.51.100.9")).await;
+    refused.assert_status(429);
+    assert_eq!(refused.header("retry-after"), Some("3600"));
+    // The route refused first, so the plan was not charged: one of two left under `anon`.
+    let open = call(&url, None, Some("198.51.100.9")).await;
+    open.assert_status(200);
+    assert_eq!(remaining(&open, "anon"), Some(0));
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_is_counted_by_its_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = r#"[server]
+http = "127.0.0.1:0"
+
+[plans.anon]
+rate = "1/m"
+burst = 1
+
+[consumers]
+anonymous_plan = "anon"
+
+[[routes]]
+id = "open"
+upstream = "builtin:echo"
+public = true
+"#;
+    let gateway = start_gateway_in(dir, toml).await;
+    let url = gateway.url("/");
+    call(&url, None, Some("203.0.113.1"))
+        .await
+        .assert_status(200);
+    // A made-up X-Forwarded-For does not make a new consumer.
+    call(&url, None, Some("203.0.113.2"))
+        .await
+        .assert_status(429);
+}
+
+#[test]
+fn quotas_survive_a_restart_of_the_binary() {
+    let data = tempfile::tempdir().unwrap();
+    let key = new_key("erin", None);
+    let toml = format!(
+        r#"[server]
+http = "127.0.0.1:0"
+
+[state]
+data_dir = "{}"
+
+[plans.trial]
+quota = "3/day"
+
+[consumers]
+default_plan = "trial"
+
+[api_keys]
+[[api_keys.keys]]
+{}
+[[routes]]
+id = "api"
+upstream = "builtin:echo"
+auth = ["api_key"]
+"#,
+        data.path().display(),
+        key.entry.trim_start_matches("[[keys]]\n")
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let get = |process: &GatewayProcess| {
+        let url = format!("http://{}/", process.http);
+        runtime.block_on(call(&url, Some(&key.key), None))
+    };
+    let mut first = GatewayProcess::spawn(&toml);
+    get(&first).assert_status(200);
+    assert_eq!(remaining(&get(&first), "trial-quota"), Some(1));
+    first.signal("TERM");
+    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
+
+    let second = GatewayProcess::spawn(&toml);
+    let last = get(&second);
+    last.assert_status(200);
+    assert_eq!(remaining(&last, "trial-quota"), Some(0));
+    let refused = get(&second);
+    refused.assert_status(429);
+    assert_eq!(refused.json()["error"], "quota_exceeded");
+    // The window ends at the next midnight UTC.
+    let now = authgate::auth::unix_now();
+    let midnight = (now / 86_400 + 1) * 86_400;
+    let wait: i64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (midnight - now..=midnight - now + 2).contains(&wait),
+        "{wait}"
+    );
+    assert!(data.path().join("quotas.redb").exists());
+}
+
+#[test]
+fn check_refuses_unknown_plans_bad_rates_and_a_zero_burst_with_their_place() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("keys.toml"),
+        "[[keys]]\nid = \"k\"\nhash = \"sha256:0000000000000000000000000000000000000000000000000000000000000000\"\nsubject = \"s\"\nplan = \"platinum\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        r#"[server]
+http = "127.0.0.1:0"
+
+[plans.free]
+rate = "10/x"
+
+[plans.gold]
+rate = "100/s"
+burst = 0
+
+[plans.daily]
+quota = "100/week"
+
+[consumers]
+default_plan = "bronze"
+
+[api_keys]
+file = "keys.toml"
+
+[[routes]]
+id = "r"
+upstream = "builtin:echo"
+rate = "five/s"
+"#,
+    )
+    .unwrap();
+    let (code, stderr) = support::check_in(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    for expected in [
+        "gateway.toml:5:8: rate `10/x`: unknown unit `x`",
+        "gateway.toml:9:9: `burst` must be at least 1",
+        "gateway.toml:12:9: quota `100/week`: unknown window `week`",
+        "gateway.toml:15:16: plan `bronze` is not defined in [plans] (defined: daily, free, gold)",
+        "gateway.toml:23:8: rate `five/s` is not a count per unit",
+        "keys.toml:1:1: key `k`: plan `platinum` is not defined",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+}
