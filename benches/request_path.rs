@@ -35,6 +35,7 @@ fn thousand_routes() -> RouteTable {
             target: RouteTarget::Echo,
             public: true,
             auth: AuthRequirement::default(),
+            limit: None,
         })
         .collect();
     RouteTable::new(routes)

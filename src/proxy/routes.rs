@@ -221,6 +221,7 @@ mod tests {
             target: RouteTarget::Echo,
             public: true,
             auth: AuthRequirement::default(),
+            limit: None,
         }
     }
 
