@@ -68,7 +68,13 @@ fn bench(c: &mut Criterion) {
             i = (i + 1) % ids.len();
             let consumer = Consumer::ApiKey(&ids[i]);
             let grant = limits
-                .check(black_box(&consumer), Some(&metered), None, 1, Now::current())
+                .check(
+                    black_box(&consumer),
+                    Some(&metered),
+                    None,
+                    1,
+                    Now::current(),
+                )
                 .unwrap();
             black_box(&grant);
         })
