@@ -501,3 +501,68 @@ rate = "five/s"
         );
     }
 }
+
+#[tokio::test]
+async fn a_jwt_names_its_plan_by_claim_and_counts_by_issuer_and_subject() {
+    use jsonwebtoken::Algorithm;
+    let key = support::idp::TestKey::generate("k1", Algorithm::EdDSA);
+    let dir = tempfile::tempdir().unwrap();
+    support::write_file(dir.path(), "idp.pub.pem", &key.public_pem);
+    let toml = format!(
+        r#"[server]
+http = "127.0.0.1:0"
+
+[[issuers]]
+id = "idp"
+issuer = "https://idp.test/"
+audiences = ["api"]
+algorithms = ["EdDSA"]
+keys = ["idp.pub.pem"]
+key_id = "k1"
+
+[[routes]]
+id = "api"
+upstream = "builtin:echo"
+auth = ["jwt"]
+
+[consumers]
+default_plan = "free"
+plan_claim = "org.plan"
+{}"#,
+        PLANS.replace("[consumers]\ndefault_plan = \"free\"\n", "")
+    );
+    let gateway = start_gateway_in(dir, &toml).await;
+    let token = |sub: &str, plan: Option<&str>| {
+        let mut claims = support::idp::claims("https://idp.test/", sub);
+        claims["aud"] = "api".into();
+        if let Some(plan) = plan {
+            claims["org"] = serde_json::json!({ "plan": plan });
+        }
+        key.sign(&claims)
+    };
+    let call_with = |token: String| {
+        let url = gateway.url("/");
+        async move {
+            send(
+                &support::http1_client(),
+                Request::get(url)
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let slow = call_with(token("alice", Some("slow"))).await;
+    slow.assert_status(200);
+    assert_eq!(remaining(&slow, "slow"), Some(0));
+    // Another token of the same subject is the same consumer.
+    call_with(token("alice", Some("slow")))
+        .await
+        .assert_status(429);
+    // A plan no one defined counts as no claim: the default plan.
+    let unknown = call_with(token("bob", Some("platinum"))).await;
+    assert_eq!(remaining(&unknown, "free"), Some(4));
+    let none = call_with(token("carol", None)).await;
+    assert_eq!(remaining(&none, "free"), Some(4));
+}

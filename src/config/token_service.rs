@@ -187,7 +187,8 @@ impl Validator<'_> {
         let users = match &raw.users {
             Some(file) => {
                 let path = self.path(file)?;
-                match users::load_file(&path) {
+                let names: Vec<String> = plans.keys().cloned().collect();
+                match users::load_file(&path, Some(&names)) {
                     Ok(table) => table,
                     Err(diagnostics) => {
                         self.errors.extend(diagnostics);

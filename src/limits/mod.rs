@@ -550,3 +550,84 @@ fn upkeep(tables: Weak<Tables>) {
         tracing::warn!(%error, "limits upkeep thread not started");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(dir: &Path, plans: &str) -> Limits {
+        let toml = format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[state]\ndata_dir = \"{}\"\n{plans}\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n",
+            dir.display()
+        );
+        let config = Config::parse(&toml, &dir.join("gateway.toml")).unwrap();
+        Limits::new(&config, None).unwrap()
+    }
+
+    #[test]
+    fn a_refusal_by_one_limit_gives_back_what_the_others_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(
+            dir.path(),
+            "[plans.p]\nrate = \"10/s\"\nburst = 5\nquota = \"2/day\"\n",
+        );
+        let plan = limits.plan("p").unwrap().clone();
+        let consumer = Consumer::ApiKey("k");
+        let now = Now {
+            nanos: 1_000_000_000,
+            unix: 86_400 * 1000,
+        };
+        for _ in 0..2 {
+            limits.check(&consumer, Some(&plan), None, 1, now).unwrap();
+        }
+        let refused = limits
+            .check(&consumer, Some(&plan), None, 1, now)
+            .unwrap_err();
+        assert_eq!(refused.exceeded, Exceeded::Quota);
+        assert_eq!(&*refused.policy, "p-quota");
+        assert_eq!(refused.retry_after, 86_400);
+        // Two taken by the rate, the third given back: three of five left.
+        let rate = plan.rate.as_ref().unwrap();
+        let standing = limits
+            .tables
+            .rates
+            .standing(&rate.key(&consumer, consumer.hash()), now)
+            .unwrap();
+        assert_eq!(standing.remaining, 3);
+    }
+
+    #[test]
+    fn grants_carry_every_policy_in_the_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = limits(
+            dir.path(),
+            "[plans.p]\nrate = \"10/s\"\nquota = \"5/month\"\n",
+        );
+        let plan = limits.plan("p").unwrap().clone();
+        let route = Policy::rate(
+            "route:r",
+            &RateLimit {
+                rate: crate::config::parse_rate("1/m").unwrap(),
+                burst: 2,
+            },
+        );
+        let consumer = Consumer::Address("192.0.2.1".parse().unwrap());
+        // 2024-02-10T00:00:00Z: 20 days to March 1st (2024 is a leap year).
+        let now = Now {
+            nanos: 5,
+            unix: 1_707_523_200,
+        };
+        let grant = limits
+            .check(&consumer, Some(&plan), Some(&route), 1, now)
+            .unwrap();
+        let (policy, standing) = grant.headers().unwrap();
+        assert_eq!(
+            policy,
+            "\"route:r\";q=1;w=60, \"p\";q=10;w=1, \"p-quota\";q=5;w=2592000"
+        );
+        assert_eq!(
+            standing,
+            "\"route:r\";r=1;t=60, \"p\";r=9;t=1, \"p-quota\";r=4;t=1728000"
+        );
+    }
+}

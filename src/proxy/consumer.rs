@@ -1,6 +1,6 @@
 //! Who a request counts against, and on which plan: the step between authentication and the
 //! limits. An API key names its plan in the keys file; a JWT by `[consumers] plan_claim`, or —
-//! for the token service's own tokens — by its client's entry; anyone else authenticated is on
+//! for the token service's own tokens — by its client's or user's entry; anyone else is on
 //! `default_plan`. A caller without credentials (a public route) is its address, on
 //! `anonymous_plan`.
 
@@ -37,16 +37,27 @@ pub fn resolve<'a>(
                 .as_deref()
                 .and_then(|path| crate::auth::claim_at(claims, path))
                 .and_then(|value| value.as_str());
-            let by_client = snapshot
+            // The token service's own tokens: the plan of the client or user it issued to.
+            let by_entry = snapshot
                 .token_service
                 .as_ref()
                 .filter(|service| service.settings.id == issuer.settings.id)
-                .and_then(|service| {
-                    let client = claims.get("client_id")?.as_str()?;
-                    service.settings.clients.get(client)?.plan.as_deref()
+                .and_then(|service| match claims.get("client_id") {
+                    Some(client) => service
+                        .settings
+                        .clients
+                        .get(client.as_str()?)?
+                        .plan
+                        .as_deref(),
+                    None => service
+                        .settings
+                        .users
+                        .by_subject(&verified.claims.subject)?
+                        .plan
+                        .as_deref(),
                 });
             let plan = named(by_claim)
-                .or_else(|| named(by_client))
+                .or_else(|| named(by_entry))
                 .or(limits.default_plan())
                 .map(|p| &**p);
             (
