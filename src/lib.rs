@@ -10,6 +10,8 @@
 //!                let snap = runtime.load();               // one snapshot per request
 //!                route = snap.routes.find(host, path, method)          → 404
 //!                strip incoming identity headers (every route, public too)
+//!                identity = authenticate + authorize                    → 401 / 403 / 503
+//!                consumer, plan = who it counts against; limits.check   → 429 (RateLimit fields)
 //!                rewrite: hop-by-hop out, X-Forwarded-* / Forwarded set, X-Request-Id
 //!                forward to the upstream (pooled client, timeouts, upgrade tunnel) → 502 / 504
 //! ```

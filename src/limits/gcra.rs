@@ -97,9 +97,18 @@ impl std::hash::Hasher for PassThrough {
 pub type KeyMap<V> = DashMap<u64, V, BuildHasherDefault<PassThrough>>;
 
 /// Every consumer's rate cells, in memory.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RateTable {
     cells: KeyMap<AtomicU64>,
+}
+
+impl std::fmt::Debug for RateTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A million cells are no one's debugging aid: their number is.
+        f.debug_struct("RateTable")
+            .field("cells", &self.cells.len())
+            .finish()
+    }
 }
 
 impl RateTable {

@@ -127,6 +127,8 @@ pub struct Policy {
     quoted: String,
     /// Its `RateLimit-Policy` item.
     item: String,
+    /// `RateLimit-Policy` when it is the only policy.
+    header: HeaderValue,
 }
 
 impl Policy {
@@ -151,12 +153,14 @@ impl Policy {
     }
 
     fn new(name: &str, kind: PolicyKind, quota: u64, window: u64) -> Policy {
+        let item = headers::policy_item(name, quota, window);
         Policy {
             name: name.into(),
             kind,
             salt: consumer::policy_salt(name),
             quoted: headers::sf_string(name),
-            item: headers::policy_item(name, quota, window),
+            header: headers::list(std::iter::once(item.as_str())),
+            item,
         }
     }
 
@@ -187,6 +191,29 @@ pub struct PlanPolicies {
     pub rate: Option<Policy>,
     /// Its quota, named `{plan}-quota`.
     pub quota: Option<Policy>,
+    /// `RateLimit-Policy` of its policies, built once.
+    header: Option<HeaderValue>,
+}
+
+impl PlanPolicies {
+    fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.rate.iter().chain(self.quota.iter())
+    }
+}
+
+/// `RateLimit-Policy` for a route's own limit and a plan: built once for each alone, joined
+/// only when both apply.
+fn policy_header(route: Option<&Policy>, plan: Option<&PlanPolicies>) -> Option<HeaderValue> {
+    let plan_header = plan.and_then(|p| p.header.as_ref());
+    match (route, plan_header) {
+        (None, plan_header) => plan_header.cloned(),
+        (Some(route), None) => Some(route.header.clone()),
+        (Some(route), Some(_)) => {
+            let plan = plan?;
+            let items = std::iter::once(route).chain(plan.policies());
+            Some(headers::list(items.map(|p| p.item.as_str())))
+        }
+    }
 }
 
 /// The tables every snapshot shares.
@@ -215,16 +242,17 @@ pub struct Limits {
 /// A request the limits let through, with what the headers say about it.
 #[derive(Debug)]
 pub struct Grant<'a> {
+    route: Option<&'a Policy>,
+    plan: Option<&'a PlanPolicies>,
     items: [Option<(&'a Policy, Standing)>; 3],
 }
 
 impl Grant<'_> {
     /// `RateLimit-Policy` and `RateLimit` for the response, when a policy applied.
     pub fn headers(&self) -> Option<(HeaderValue, HeaderValue)> {
-        let mut policies = String::new();
-        let mut standing = String::new();
+        let policies = policy_header(self.route, self.plan)?;
+        let mut standing = Vec::with_capacity(64);
         for (policy, state) in self.items.iter().flatten() {
-            headers::push_list(&mut policies, &policy.item);
             headers::push_item(
                 &mut standing,
                 &policy.quoted,
@@ -232,7 +260,7 @@ impl Grant<'_> {
                 headers::ceil_seconds(state.reset_nanos),
             );
         }
-        (!policies.is_empty()).then(|| (headers::value(policies), headers::value(standing)))
+        Some((policies, headers::value(standing)))
     }
 }
 
@@ -268,7 +296,7 @@ impl Limits {
             .plans
             .values()
             .map(|plan| {
-                let policies = PlanPolicies {
+                let mut policies = PlanPolicies {
                     label: Arc::<str>::from(plan.name.as_str()).into(),
                     rate: plan
                         .rate
@@ -277,7 +305,12 @@ impl Limits {
                     quota: plan
                         .quota
                         .map(|quota| Policy::quota(&format!("{}-quota", plan.name), quota)),
+                    header: None,
                 };
+                if policies.policies().next().is_some() {
+                    let items = policies.policies().map(|p| p.item.as_str());
+                    policies.header = Some(headers::list(items));
+                }
                 (plan.name.clone(), Arc::new(policies))
             })
             .collect();
@@ -358,7 +391,11 @@ impl Limits {
             plan.and_then(|p| p.quota.as_ref()),
         ];
         let hash = consumer.hash();
-        let mut grant = Grant { items: [None; 3] };
+        let mut grant = Grant {
+            route,
+            plan,
+            items: [None; 3],
+        };
         for (slot, policy) in policies.iter().enumerate() {
             let Some(policy) = policy else { continue };
             let Some(limiter) = self.limiter(policy) else {
@@ -372,11 +409,7 @@ impl Limits {
                         limiter.release(&taken.key(consumer, hash), cost, now);
                     }
                 }
-                let mut policy_header = String::new();
-                for other in policies.iter().flatten() {
-                    headers::push_list(&mut policy_header, &other.item);
-                }
-                let mut header = String::new();
+                let mut header = Vec::new();
                 headers::push_item(
                     &mut header,
                     &policy.quoted,
@@ -390,7 +423,8 @@ impl Limits {
                     },
                     policy: policy.name.clone(),
                     retry_after: headers::ceil_seconds(wait).max(1),
-                    policy_header: headers::value(policy_header),
+                    policy_header: policy_header(route, plan)
+                        .unwrap_or_else(|| policy.header.clone()),
                     header: headers::value(header),
                 });
             }

@@ -48,12 +48,20 @@ struct Counter {
 }
 
 /// Every consumer's quota counters, and the store they are kept in.
-#[derive(Debug)]
 pub struct QuotaTable {
     counters: KeyMap<Counter>,
     store: Box<dyn QuotaStore>,
     /// Serializes flushes: two writers must not interleave their batches.
     flushing: Mutex<()>,
+}
+
+impl std::fmt::Debug for QuotaTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuotaTable")
+            .field("counters", &self.counters.len())
+            .field("store", &self.store)
+            .finish()
+    }
 }
 
 impl QuotaTable {
