@@ -42,52 +42,38 @@ fn bench(c: &mut Criterion) {
     let metered = limits.plan("metered").unwrap().clone();
     let ids: Vec<String> = (0..10_000).map(|i| format!("consumer-{i}")).collect();
 
-    c.bench_function("limits: rate, one consumer", |b| {
-        let consumer = Consumer::ApiKey("ci-bot-1");
-        b.iter(|| {
-            let grant = limits
-                .check(black_box(&consumer), Some(&gold), None, 1, Now::current())
-                .unwrap();
-            black_box(&grant);
-        })
-    });
-    c.bench_function("limits: rate, 10,000 consumers", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % ids.len();
-            let consumer = Consumer::ApiKey(&ids[i]);
-            let grant = limits
-                .check(black_box(&consumer), Some(&gold), None, 1, Now::current())
-                .unwrap();
-            black_box(&grant);
-        })
-    });
-    c.bench_function("limits: rate + quota, 10,000 consumers", |b| {
-        let mut i = 0;
-        b.iter(|| {
-            i = (i + 1) % ids.len();
-            let consumer = Consumer::ApiKey(&ids[i]);
-            let grant = limits
-                .check(
-                    black_box(&consumer),
-                    Some(&metered),
-                    None,
-                    1,
-                    Now::current(),
-                )
-                .unwrap();
-            black_box(&grant);
-        })
-    });
-    c.bench_function("limits: rate + RateLimit fields", |b| {
-        let consumer = Consumer::ApiKey("ci-bot-1");
-        b.iter(|| {
-            let grant = limits
-                .check(black_box(&consumer), Some(&gold), None, 1, Now::current())
-                .unwrap();
-            black_box(grant.headers());
-        })
-    });
+    let cases = [
+        ("limits: rate, one consumer", &gold, 1, false),
+        ("limits: rate, 10,000 consumers", &gold, ids.len(), false),
+        (
+            "limits: rate + quota, 10,000 consumers",
+            &metered,
+            ids.len(),
+            false,
+        ),
+        (
+            "limits: rate + RateLimit fields, one consumer",
+            &gold,
+            1,
+            true,
+        ),
+    ];
+    for (name, plan, consumers, fields) in cases {
+        c.bench_function(name, |b| {
+            let mut i = 0;
+            b.iter(|| {
+                i = (i + 1) % consumers;
+                let consumer = Consumer::ApiKey(&ids[i]);
+                let grant = limits
+                    .check(black_box(&consumer), Some(plan), None, 1, Now::current())
+                    .unwrap();
+                if fields {
+                    black_box(grant.headers());
+                }
+                black_box(&grant);
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);

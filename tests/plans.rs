@@ -292,16 +292,17 @@ async fn a_reload_applies_new_numbers_at_once_and_keeps_each_consumers_state() {
     assert_eq!(remaining(&reply, "slow"), Some(1));
 }
 
-#[tokio::test]
-async fn the_anonymous_plan_counts_per_address_and_believes_only_trusted_proxies() {
-    let dir = tempfile::tempdir().unwrap();
-    let toml = r#"[server]
+/// Public routes under an anonymous plan of `burst` per minute, and a route `/limited` with its
+/// own limit of one an hour.
+fn anonymous(trusted_proxies: &str, burst: u32) -> String {
+    format!(
+        r#"[server]
 http = "127.0.0.1:0"
-trusted_proxies = ["127.0.0.1/32"]
+trusted_proxies = [{trusted_proxies}]
 
 [plans.anon]
 rate = "1/m"
-burst = 2
+burst = {burst}
 
 [consumers]
 anonymous_plan = "anon"
@@ -318,8 +319,15 @@ upstream = "builtin:echo"
 public = true
 rate = "1/h"
 burst = 1
-"#;
-    let gateway = start_gateway_in(dir, toml).await;
+"#
+    )
+}
+
+#[tokio::test]
+async fn the_anonymous_plan_counts_per_address_and_believes_only_trusted_proxies() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = anonymous("\"127.0.0.1/32\"", 2);
+    let gateway = start_gateway_in(dir, &toml).await;
     let url = gateway.url("/");
     for _ in 0..2 {
         call(&url, None, Some("203.0.113.1"))
@@ -357,7 +365,7 @@ burst = 1
     let refused = call(&limited, None, Some("198.51.100.9")).await;
     refused.assert_status(429);
     assert_eq!(refused.header("retry-after"), Some("3600"));
-    // The route refused first, so the plan was not charged: one of two left under `anon`.
+    // The route refused first, so the plan was not charged: this takes the second of two.
     let open = call(&url, None, Some("198.51.100.9")).await;
     open.assert_status(200);
     assert_eq!(remaining(&open, "anon"), Some(0));
@@ -366,22 +374,8 @@ burst = 1
 #[tokio::test]
 async fn an_untrusted_peer_is_counted_by_its_own_address() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = r#"[server]
-http = "127.0.0.1:0"
-
-[plans.anon]
-rate = "1/m"
-burst = 1
-
-[consumers]
-anonymous_plan = "anon"
-
-[[routes]]
-id = "open"
-upstream = "builtin:echo"
-public = true
-"#;
-    let gateway = start_gateway_in(dir, toml).await;
+    let toml = anonymous("", 1);
+    let gateway = start_gateway_in(dir, &toml).await;
     let url = gateway.url("/");
     call(&url, None, Some("203.0.113.1"))
         .await
