@@ -24,7 +24,9 @@
 pub mod consumer;
 pub mod gcra;
 pub mod headers;
+mod policy;
 pub mod quota;
+mod report;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,12 +34,13 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use http::HeaderValue;
-use metrics::SharedString;
 
 pub use consumer::Consumer;
+pub use policy::{PlanPolicies, Policy, PolicyKind};
 
-use crate::config::{Config, Quota, QuotaWindow, RateLimit};
-use gcra::{Gcra, RateTable};
+use crate::config::Config;
+use gcra::RateTable;
+use policy::policy_header;
 use quota::QuotaTable;
 
 /// The time a decision is made at: a monotonic clock for rates, the wall clock for quotas'
@@ -104,116 +107,6 @@ pub trait Limiter: Send + Sync + std::fmt::Debug {
     fn standing(&self, key: &Key<'_>, now: Now) -> Option<Standing>;
     /// Forgets what `key` used; whether it held anything.
     fn reset(&self, key: &Key<'_>) -> bool;
-}
-
-/// What a policy limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyKind {
-    /// A GCRA rate.
-    Rate(Gcra),
-    /// A calendar quota.
-    Quota(Quota),
-}
-
-/// One limit with its name, as headers and the store know it.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// `gold`, `gold-quota`, `route-search`.
-    pub name: Arc<str>,
-    /// What it limits.
-    pub kind: PolicyKind,
-    salt: u64,
-    /// The name as an sf-string.
-    quoted: String,
-    /// Its `RateLimit-Policy` item.
-    item: String,
-    /// `RateLimit-Policy` when it is the only policy.
-    header: HeaderValue,
-}
-
-impl Policy {
-    /// A rate policy.
-    pub fn rate(name: &str, limit: &RateLimit) -> Policy {
-        let window = limit.rate.period.as_secs().max(1);
-        Policy::new(
-            name,
-            PolicyKind::Rate(Gcra::new(limit)),
-            limit.rate.count,
-            window,
-        )
-    }
-
-    /// A quota policy.
-    pub fn quota(name: &str, quota: Quota) -> Policy {
-        let window = match quota.window {
-            QuotaWindow::Day => 86_400,
-            QuotaWindow::Month => 30 * 86_400,
-        };
-        Policy::new(name, PolicyKind::Quota(quota), quota.count, window)
-    }
-
-    fn new(name: &str, kind: PolicyKind, quota: u64, window: u64) -> Policy {
-        let item = headers::policy_item(name, quota, window);
-        Policy {
-            name: name.into(),
-            kind,
-            salt: consumer::policy_salt(name),
-            quoted: headers::sf_string(name),
-            header: headers::list(std::iter::once(item.as_str())),
-            item,
-        }
-    }
-
-    /// The key of `consumer` (whose hash is `consumer_hash`) under this policy.
-    pub fn key<'a>(&'a self, consumer: &'a Consumer<'a>, consumer_hash: u64) -> Key<'a> {
-        Key {
-            hash: consumer::table_key(consumer_hash, self.salt),
-            consumer,
-            policy: self,
-        }
-    }
-
-    /// `rate` or `quota`, the `limit` label.
-    pub fn limit_label(&self) -> &'static str {
-        match self.kind {
-            PolicyKind::Rate(_) => "rate",
-            PolicyKind::Quota(_) => "quota",
-        }
-    }
-}
-
-/// A plan's policies.
-#[derive(Debug)]
-pub struct PlanPolicies {
-    /// The plan's name, as the `plan` label.
-    pub label: SharedString,
-    /// Its rate, named after the plan.
-    pub rate: Option<Policy>,
-    /// Its quota, named `{plan}-quota`.
-    pub quota: Option<Policy>,
-    /// `RateLimit-Policy` of its policies, built once.
-    header: Option<HeaderValue>,
-}
-
-impl PlanPolicies {
-    fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.rate.iter().chain(self.quota.iter())
-    }
-}
-
-/// `RateLimit-Policy` for a route's own limit and a plan: built once for each alone, joined
-/// only when both apply.
-fn policy_header(route: Option<&Policy>, plan: Option<&PlanPolicies>) -> Option<HeaderValue> {
-    let plan_header = plan.and_then(|p| p.header.as_ref());
-    match (route, plan_header) {
-        (None, plan_header) => plan_header.cloned(),
-        (Some(route), None) => Some(route.header.clone()),
-        (Some(route), Some(_)) => {
-            let plan = plan?;
-            let items = std::iter::once(route).chain(plan.policies());
-            Some(headers::list(items.map(|p| p.item.as_str())))
-        }
-    }
 }
 
 /// The tables every snapshot shares.
@@ -433,100 +326,6 @@ impl Limits {
         Ok(grant)
     }
 
-    /// What the admin listener shows for a consumer id: its plan and where it stands under it.
-    /// `None` when no plan holds state for it (never seen, or idle long enough to be dropped).
-    pub fn describe(&self, id: &str, now: Now) -> Option<serde_json::Value> {
-        let consumer = Consumer::parse(id)?;
-        let hash = consumer.hash();
-        let mut names: Vec<&String> = self.plans.keys().collect();
-        names.sort();
-        let mut found = None;
-        for name in names {
-            let plan = &self.plans[name];
-            let rate = plan.rate.as_ref().and_then(|policy| {
-                let standing = self
-                    .tables
-                    .rates
-                    .standing(&policy.key(&consumer, hash), now)?;
-                Some((policy, standing))
-            });
-            let quota = plan.quota.as_ref().and_then(|policy| {
-                let quotas = self.tables.quotas.get()?;
-                let standing = quotas.standing(&policy.key(&consumer, hash), now)?;
-                Some((policy, standing))
-            });
-            if rate.is_none() && quota.is_none() {
-                continue;
-            }
-            // A consumer that changed plans may hold state under both: the one with a live
-            // rate cell is the one in use.
-            let live = rate.is_some();
-            found = Some((name, plan, rate, quota));
-            if live {
-                break;
-            }
-        }
-        let (name, plan, rate, quota) = found?;
-        let rate_json = |policy: &Policy, standing: Option<Standing>| match policy.kind {
-            PolicyKind::Rate(gcra) => {
-                let standing = standing.unwrap_or(Standing {
-                    remaining: gcra.burst,
-                    reset_nanos: 0,
-                    wait_nanos: None,
-                });
-                serde_json::json!({
-                    "policy": &*policy.name,
-                    "burst": gcra.burst,
-                    "interval_ms": gcra.interval as f64 / 1e6,
-                    "remaining": standing.remaining,
-                    "reset_seconds": headers::ceil_seconds(standing.reset_nanos),
-                })
-            }
-            PolicyKind::Quota(_) => serde_json::Value::Null,
-        };
-        let quota_json = |policy: &Policy, standing: Option<Standing>| match policy.kind {
-            PolicyKind::Quota(q) => {
-                let (_, end) = quota::window(q.window, now.unix);
-                let remaining = standing.map_or(q.count, |s| s.remaining);
-                serde_json::json!({
-                    "policy": &*policy.name,
-                    "limit": q.count,
-                    "used": q.count - remaining.min(q.count),
-                    "remaining": remaining,
-                    "reset_seconds": end - now.unix,
-                })
-            }
-            PolicyKind::Rate(_) => serde_json::Value::Null,
-        };
-        Some(serde_json::json!({
-            "consumer": consumer.to_string(),
-            "plan": name,
-            "rate": plan.rate.as_ref().map(|p| rate_json(p, rate.map(|(_, s)| s))),
-            "quota": plan.quota.as_ref().map(|p| quota_json(p, quota.map(|(_, s)| s))),
-        }))
-    }
-
-    /// Sets the consumer's quota counters back to zero under every plan; whether it had any.
-    pub fn reset_quota(&self, id: &str) -> bool {
-        let Some(consumer) = Consumer::parse(id) else {
-            return false;
-        };
-        let Some(quotas) = self.tables.quotas.get() else {
-            return false;
-        };
-        let hash = consumer.hash();
-        let mut any = false;
-        for plan in self.plans.values() {
-            if let Some(policy) = &plan.quota {
-                any |= quotas.reset(&policy.key(&consumer, hash));
-            }
-        }
-        if any {
-            self.flush();
-        }
-        any
-    }
-
     /// Writes the quota counters that changed (shutdown, admin resets; else every second).
     pub fn flush(&self) {
         if let Some(quotas) = self.tables.quotas.get() {
@@ -640,7 +439,7 @@ mod tests {
         let plan = limits.plan("p").unwrap().clone();
         let route = Policy::rate(
             "route:r",
-            &RateLimit {
+            &crate::config::RateLimit {
                 rate: crate::config::parse_rate("1/m").unwrap(),
                 burst: 2,
             },
