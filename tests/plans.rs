@@ -1,7 +1,7 @@
-//! Plans, rate limits and quotas through a real gateway: GCRA exactness under a burst, consumers
-//! that do not affect each other, default and anonymous plans (per address, behind trusted
-//! proxies), the RateLimit fields and Retry-After at every step, quotas across a restart of the
-//! binary, plan changes by keys-file reload, the admin endpoints, and bad config.
+//! Plans and rate limits through a real gateway: GCRA exactness under a burst, consumers that do
+//! not affect each other, default and anonymous plans (per address, behind trusted proxies), a
+//! route's own limit, the RateLimit fields and Retry-After at every step, plan changes by
+//! keys-file reload and by config reload, plans named by JWT claim, and bad config.
 #![allow(clippy::unwrap_used)]
 
 mod support;
@@ -9,100 +9,10 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use authgate::auth::api_keys;
 use http::Request;
 use http_body_util::Full;
-use support::{send, start_gateway_in, GatewayProcess, Reply};
-
-struct Key {
-    key: String,
-    entry: String,
-}
-
-fn new_key(id: &str, plan: Option<&str>) -> Key {
-    let (key, mut entry) = api_keys::new_entry(Some(id), id, &[], None).unwrap();
-    if let Some(plan) = plan {
-        entry.push_str(&format!("plan = \"{plan}\"\n"));
-    }
-    Key { key, entry }
-}
-
-fn write_keys(dir: &std::path::Path, entries: &[&str]) {
-    let temporary = dir.join("keys.toml.new");
-    std::fs::write(&temporary, entries.join("\n")).unwrap();
-    std::fs::rename(&temporary, dir.join("keys.toml")).unwrap();
-}
-
-async fn call(url: &str, key: Option<&str>, forwarded_for: Option<&str>) -> Reply {
-    let mut request = Request::get(url);
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    if let Some(address) = forwarded_for {
-        request = request.header("x-forwarded-for", address);
-    }
-    send(
-        &support::http1_client(),
-        request.body(Full::default()).unwrap(),
-    )
-    .await
-}
-
-/// `r` of the `RateLimit` item named `policy`.
-fn remaining(reply: &Reply, policy: &str) -> Option<u64> {
-    let header = reply.header("ratelimit")?;
-    let item = header
-        .split(", ")
-        .find(|item| item.starts_with(&format!("\"{policy}\";")))?;
-    item.split(';')
-        .find_map(|p| p.strip_prefix("r="))?
-        .parse()
-        .ok()
-}
-
-const PLANS: &str = r#"
-[plans.free]
-rate = "10/s"
-burst = 5
-
-[plans.gold]
-rate = "1000/s"
-quota = "1000/day"
-
-[plans.slow]
-rate = "1/m"
-burst = 1
-
-[consumers]
-default_plan = "free"
-"#;
-
-fn config(upstream: &str) -> String {
-    format!(
-        r#"[server]
-http = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[api_keys]
-file = "keys.toml"
-
-[[routes]]
-id = "api"
-path = "/api"
-upstream = "{upstream}"
-auth = ["api_key"]
-
-[[routes]]
-id = "scoped"
-path = "/scoped"
-upstream = "builtin:echo"
-auth = ["api_key"]
-scopes = ["admin"]
-{PLANS}"#
-    )
-}
+use support::limits::{call, config, new_key, remaining, write_keys, PLANS};
+use support::{send, start_gateway_in};
 
 #[tokio::test]
 async fn a_burst_gets_exactly_the_burst_then_one_per_interval_and_never_reaches_the_upstream() {
@@ -183,49 +93,6 @@ async fn a_burst_gets_exactly_the_burst_then_one_per_interval_and_never_reaches_
         "{text}"
     );
     assert!(text.contains(r#"reason="rate_limited""#), "{text}");
-}
-
-#[tokio::test]
-async fn quotas_count_per_plan_and_refused_credentials_cost_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let gold = new_key("gold-1", Some("gold"));
-    write_keys(dir.path(), &[&gold.entry]);
-    let gateway = start_gateway_in(dir, &config("builtin:echo")).await;
-    // The key lacks the scope: 403s, which take nothing from its quota.
-    for _ in 0..3 {
-        call(&gateway.url("/scoped"), Some(&gold.key), None)
-            .await
-            .assert_status(403);
-    }
-    let reply = call(&gateway.url("/api"), Some(&gold.key), None).await;
-    reply.assert_status(200);
-    assert_eq!(
-        reply.header("ratelimit-policy"),
-        Some("\"gold\";q=1000;w=1, \"gold-quota\";q=1000;w=86400")
-    );
-    assert_eq!(remaining(&reply, "gold-quota"), Some(999));
-
-    let admin = format!("http://{}", gateway.admin.unwrap());
-    let seen = support::get(&format!("{admin}/consumers/api_key:gold-1")).await;
-    seen.assert_status(200);
-    let json = seen.json();
-    assert_eq!(json["plan"], "gold");
-    assert_eq!(json["quota"]["used"], 1);
-    assert_eq!(json["quota"]["remaining"], 999);
-    assert_eq!(json["rate"]["burst"], 1000);
-    support::get(&format!("{admin}/consumers/api_key:nobody"))
-        .await
-        .assert_status(404);
-    let reset = send(
-        &support::http1_client(),
-        Request::delete(format!("{admin}/consumers/api_key:gold-1/quota"))
-            .body(Full::default())
-            .unwrap(),
-    )
-    .await;
-    reset.assert_status(200);
-    let seen = support::get(&format!("{admin}/consumers/api_key:gold-1")).await;
-    assert_eq!(seen.json()["quota"]["remaining"], 1000);
 }
 
 #[tokio::test]
@@ -384,63 +251,6 @@ async fn an_untrusted_peer_is_counted_by_its_own_address() {
     call(&url, None, Some("203.0.113.2"))
         .await
         .assert_status(429);
-}
-
-#[test]
-fn quotas_survive_a_restart_of_the_binary() {
-    let data = tempfile::tempdir().unwrap();
-    let key = new_key("erin", None);
-    let toml = format!(
-        r#"[server]
-http = "127.0.0.1:0"
-
-[state]
-data_dir = "{}"
-
-[plans.trial]
-quota = "3/day"
-
-[consumers]
-default_plan = "trial"
-
-[api_keys]
-[[api_keys.keys]]
-{}
-[[routes]]
-id = "api"
-upstream = "builtin:echo"
-auth = ["api_key"]
-"#,
-        data.path().display(),
-        key.entry.trim_start_matches("[[keys]]\n")
-    );
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let get = |process: &GatewayProcess| {
-        let url = format!("http://{}/", process.http);
-        runtime.block_on(call(&url, Some(&key.key), None))
-    };
-    let mut first = GatewayProcess::spawn(&toml);
-    get(&first).assert_status(200);
-    assert_eq!(remaining(&get(&first), "trial-quota"), Some(1));
-    first.signal("TERM");
-    assert_eq!(first.wait_exit(Duration::from_secs(10)), Some(0));
-
-    let second = GatewayProcess::spawn(&toml);
-    let last = get(&second);
-    last.assert_status(200);
-    assert_eq!(remaining(&last, "trial-quota"), Some(0));
-    let refused = get(&second);
-    refused.assert_status(429);
-    assert_eq!(refused.json()["error"], "quota_exceeded");
-    // The window ends at the next midnight UTC.
-    let now = authgate::auth::unix_now();
-    let midnight = (now / 86_400 + 1) * 86_400;
-    let wait: i64 = refused.header("retry-after").unwrap().parse().unwrap();
-    assert!(
-        (midnight - now..=midnight - now + 2).contains(&wait),
-        "{wait}"
-    );
-    assert!(data.path().join("quotas.redb").exists());
 }
 
 #[test]
