@@ -27,8 +27,10 @@ async fn a_burst_gets_exactly_the_burst_then_one_per_interval_and_never_reaches_
     let burst_started = Instant::now();
     let started = burst_started;
     let mut replies = Vec::new();
+    let mut sent_by = Vec::new();
     for _ in 0..30 {
         replies.push(call(&url, Some(&alice.key), None).await);
+        sent_by.push(started.elapsed());
     }
     let elapsed = started.elapsed();
     let allowed = replies.iter().filter(|r| r.status() == 200).count();
@@ -44,6 +46,14 @@ async fn a_burst_gets_exactly_the_burst_then_one_per_interval_and_never_reaches_
         if i == 0 {
             assert_eq!(reply.header("ratelimit"), Some("\"free\";r=4;t=1"));
         }
+        // What is left after the i-th of the burst: 4 - i, plus what came back meanwhile.
+        let left = remaining(reply, "free").unwrap() as usize;
+        let refilled = (sent_by[i].as_millis() / 100) as usize;
+        assert!(
+            (4 - i..=(4 - i + refilled).min(4)).contains(&left),
+            "request {i}: r={left} after {:?}",
+            sent_by[i]
+        );
     }
     let refused = replies.iter().find(|r| r.status() == 429).unwrap();
     assert_eq!(refused.header("retry-after"), Some("1"));
@@ -161,7 +171,7 @@ async fn a_reload_applies_new_numbers_at_once_and_keeps_each_consumers_state() {
 
 /// Public routes under an anonymous plan of `burst` per minute, and a route `/limited` with its
 /// own limit of one an hour.
-fn anonymous(trusted_proxies: &str, burst: u32) -> String {
+fn anonymous(trusted_proxies: &str, burst: u32, headers: bool) -> String {
     format!(
         r#"[server]
 http = "127.0.0.1:0"
@@ -173,6 +183,7 @@ burst = {burst}
 
 [consumers]
 anonymous_plan = "anon"
+headers = {headers}
 
 [[routes]]
 id = "open"
@@ -193,7 +204,7 @@ burst = 1
 #[tokio::test]
 async fn the_anonymous_plan_counts_per_address_and_believes_only_trusted_proxies() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = anonymous("\"127.0.0.1/32\"", 2);
+    let toml = anonymous("\"127.0.0.1/32\"", 2, true);
     let gateway = start_gateway_in(dir, &toml).await;
     let url = gateway.url("/");
     for _ in 0..2 {
@@ -239,18 +250,19 @@ async fn the_anonymous_plan_counts_per_address_and_believes_only_trusted_proxies
 }
 
 #[tokio::test]
-async fn an_untrusted_peer_is_counted_by_its_own_address() {
+async fn an_untrusted_peer_is_counted_by_its_own_address_and_headers_can_be_turned_off() {
     let dir = tempfile::tempdir().unwrap();
-    let toml = anonymous("", 1);
+    let toml = anonymous("", 1, false);
     let gateway = start_gateway_in(dir, &toml).await;
     let url = gateway.url("/");
-    call(&url, None, Some("203.0.113.1"))
-        .await
-        .assert_status(200);
+    let allowed = call(&url, None, Some("203.0.113.1")).await;
+    allowed.assert_status(200);
+    // `headers = false`: allowed responses carry no RateLimit fields; a 429 always does.
+    assert_eq!(allowed.header("ratelimit"), None);
     // A made-up X-Forwarded-For does not make a new consumer.
-    call(&url, None, Some("203.0.113.2"))
-        .await
-        .assert_status(429);
+    let refused = call(&url, None, Some("203.0.113.2")).await;
+    refused.assert_status(429);
+    assert_eq!(refused.header("ratelimit"), Some("\"anon\";r=0;t=60"));
 }
 
 #[test]

@@ -241,6 +241,27 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_is_dropped_once_its_allowance_is_full_again() {
+        use crate::limits::{Consumer, Now, Policy};
+        let table = RateTable::default();
+        let limit = crate::config::RateLimit {
+            rate: crate::config::parse_rate("10/s").unwrap(),
+            burst: 5,
+        };
+        let policy = Policy::rate("p", &limit);
+        let now = |nanos| Now { nanos, unix: 0 };
+        for i in 0..1000u64 {
+            let id = i.to_string();
+            let consumer = Consumer::ApiKey(&id);
+            table.acquire(&policy.key(&consumer, consumer.hash()), 3, now(1_000 * MS));
+        }
+        // Three taken, back after 300 ms: kept before, dropped after.
+        assert_eq!(table.sweep(1_000 * MS + 299 * MS), 1000);
+        assert_eq!(table.sweep(1_000 * MS + 300 * MS), 0);
+        assert!(table.is_empty());
+    }
+
+    #[test]
     fn a_cost_is_taken_whole_or_not_at_all() {
         let gcra = ten_per_second_burst_five();
         let now = 1_000 * MS;
