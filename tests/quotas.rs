@@ -110,4 +110,9 @@ auth = ["api_key"]
         "{wait}"
     );
     assert!(data.path().join("quotas.redb").exists());
+    // The access log names the plan.
+    let logged = second.wait_for_log(|line| {
+        (line.contains("authgate::access") && line.contains("plan=\"trial\"")).then_some(())
+    });
+    assert!(logged.is_some(), "no access-log line with the plan");
 }

@@ -231,6 +231,20 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_must_be_defined_when_the_plans_are_known() {
+        let text = format!(
+            "[[users]]\nusername = \"a\"\npassword_hash = \"{HASH}\"\nplan = \"gold\"\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\nplan = \"silver\"\n"
+        );
+        let plans = ["gold".to_string()];
+        let errors = parse(&text, Path::new("users.toml"), Some(&plans)).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (8, 8), "{errors:?}");
+        assert!(errors[0].message.contains("`silver` is not defined"));
+        // `users add` reads the file without the config's plans.
+        let table = parse(&text, Path::new("users.toml"), None).unwrap();
+        assert_eq!(table.get("a").unwrap().plan.as_deref(), Some("gold"));
+    }
+
+    #[test]
     fn problems_name_their_line_and_column() {
         let text = format!(
             "[[users]]\nusername = \"a\"\npassword_hash = \"$2b$10$bcrypt\"\n\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\n"
