@@ -14,6 +14,16 @@ pub const FILE_NAME: &str = "quotas.redb";
 /// (policy, consumer) → (window start, used).
 const QUOTAS: TableDefinition<(&str, &str), (i64, u64)> = TableDefinition::new("quotas");
 
+/// Opens (or creates) the redb file at `path`, creating its directory; the one way every
+/// embedded store opens its file. A second process cannot open the same file: redb locks it.
+pub fn create_database(path: &Path) -> Result<Database, String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?;
+    }
+    Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
 /// A redb file of quota counters.
 pub struct EmbeddedQuotaStore {
     db: Database,
@@ -31,16 +41,7 @@ impl std::fmt::Debug for EmbeddedQuotaStore {
 impl EmbeddedQuotaStore {
     /// Opens (or creates) the store at `path`, creating its directory.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StateError(format!(
-                    "cannot create the directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| StateError(format!("cannot open {}: {e}", path.display())))?;
+        let db = create_database(path).map_err(StateError)?;
         let txn = db.begin_write().map_err(StateError::from_display)?;
         txn.open_table(QUOTAS).map_err(StateError::from_display)?;
         txn.commit().map_err(StateError::from_display)?;
