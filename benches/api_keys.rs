@@ -41,7 +41,7 @@ fn benches(c: &mut Criterion) {
         // Dropping the previous million entries is not part of a load.
         drop(table.take());
         let started = Instant::now();
-        table = Some(api_keys::load_file(&path).unwrap());
+        table = Some(api_keys::load_file(&path, &[]).unwrap());
         loads.push(started.elapsed());
     }
     println!("load 1,000,000 keys: {loads:?}");
@@ -56,13 +56,16 @@ fn benches(c: &mut Criterion) {
     c.bench_function("api key check, 1M keys, absent", |b| {
         b.iter(|| table.check(black_box(&absent), now).unwrap_err())
     });
-    let small = api_keys::load_file(&{
-        let small_path = dir.path().join("small.toml");
-        let (key, entry) = api_keys::new_entry(Some("only"), "svc", &[], &[], None).unwrap();
-        std::fs::write(&small_path, entry).unwrap();
-        present = key;
-        small_path
-    })
+    let small = api_keys::load_file(
+        &{
+            let small_path = dir.path().join("small.toml");
+            let (key, entry) = api_keys::new_entry(Some("only"), "svc", &[], &[], None).unwrap();
+            std::fs::write(&small_path, entry).unwrap();
+            present = key;
+            small_path
+        },
+        &[],
+    )
     .unwrap();
     c.bench_function("api key check, 1 key, present", |b| {
         b.iter(|| small.check(black_box(&present), now).unwrap())

@@ -36,6 +36,7 @@ fn thousand_routes() -> RouteTable {
             public: true,
             auth: AuthRequirement::default(),
             forward_credentials: false,
+            limit: None,
         })
         .collect();
     RouteTable::new(routes)

@@ -1,6 +1,6 @@
 //! The access log: one line per request through `tracing` (target `authgate::access`), text by
 //! default and JSON with `[log] format = "json"`. It names the request (id, route, method, path,
-//! status, duration, upstream, client), who made it (auth method and subject or key id) and why
+//! status, duration, upstream, client), who made it (auth method, subject or key id, and plan) and why
 //! it was refused (the closed `reason` set), and never a token, key, secret, cookie or query
 //! string. `RUST_LOG=authgate::access=off` silences it.
 
@@ -28,6 +28,10 @@ pub struct Exchange<'s> {
     pub reason: Option<&'static str>,
     /// The W3C trace id the upstream received.
     pub trace_id: Option<String>,
+    /// The consumer's plan, when one applied.
+    pub plan: Option<SharedString>,
+    /// `RateLimit-Policy` and `RateLimit` for the response, when a limit applied.
+    pub rate_limit: Option<(http::HeaderValue, http::HeaderValue)>,
 }
 
 /// What the server knows about the request and response.
@@ -74,6 +78,7 @@ pub fn write(line: &Line<'_>, exchange: &Exchange<'_>) {
         auth = exchange.auth_method.unwrap_or("-"),
         principal = exchange.principal.as_deref().unwrap_or("-"),
         reason = exchange.reason.unwrap_or("-"),
+        plan = exchange.plan.as_deref().unwrap_or("-"),
         trace_id = exchange.trace_id.as_deref().unwrap_or("-"),
         bytes_in = line.bytes_in,
         bytes_out = line.bytes_out,

@@ -1,5 +1,7 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (it serves traffic),
-//! `/metrics` (Prometheus text) and, with a signed identity assertion, `/.well-known/jwks.json`.
+//! `/metrics` (Prometheus text), `GET /consumers/{id}` (a consumer's plan and what is left of
+//! its limits), `DELETE /consumers/{id}/quota` (starts its quota afresh, for support desks)
+//! and, with a signed identity assertion, `/.well-known/jwks.json`.
 //! It is a separate listener, so nothing here is ever reachable through a route.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,6 +73,9 @@ pub fn handle<B>(
             let jwks = crate::assertion::jwks(snapshot.config.identity.assertion.as_ref());
             return json_response(StatusCode::OK, jwks.to_string());
         }
+        (method, path) if path.starts_with("/consumers/") => {
+            return consumers(method, &path["/consumers/".len()..], snapshot);
+        }
         _ => {
             let body = serde_json::json!({
                 "error": "not_found",
@@ -81,6 +86,38 @@ pub fn handle<B>(
         }
     };
     json_response(status, body.to_string())
+}
+
+/// `GET /consumers/{id}` and `DELETE /consumers/{id}/quota`; the id is percent-decoded
+/// (`jwt:idp:user%2F7`).
+fn consumers(method: &Method, rest: &str, snapshot: &Snapshot) -> Response<Body> {
+    let not_found = || json_response(StatusCode::NOT_FOUND, r#"{"error":"not_found"}"#.into());
+    let (id, quota) = match rest.strip_suffix("/quota") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    let Ok(id) = percent_encoding::percent_decode_str(id).decode_utf8() else {
+        return not_found();
+    };
+    let now = crate::limits::Now::current();
+    match (method, quota) {
+        (&Method::GET | &Method::HEAD, false) => match snapshot.limits.describe(&id, now) {
+            Some(json) => json_response(StatusCode::OK, json.to_string()),
+            None => not_found(),
+        },
+        (&Method::DELETE, true) => {
+            if snapshot.limits.reset_quota(&id) {
+                let body = serde_json::json!({ "consumer": &*id, "quota": "reset" });
+                json_response(StatusCode::OK, body.to_string())
+            } else {
+                not_found()
+            }
+        }
+        _ => json_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            r#"{"error":"method_not_allowed"}"#.into(),
+        ),
+    }
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {

@@ -195,6 +195,22 @@ pub enum GatewayError {
     /// Authentication or authorization failed.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// A rate limit or quota of the caller's plan or of the route is used up.
+    #[error("{}", limit_description(.0))]
+    Limited(crate::limits::Refusal),
+}
+
+fn limit_description(refusal: &crate::limits::Refusal) -> String {
+    match refusal.exceeded {
+        crate::limits::Exceeded::Rate => format!(
+            "the rate limit `{}` is used up; retry in {} s",
+            refusal.policy, refusal.retry_after
+        ),
+        crate::limits::Exceeded::Quota => format!(
+            "the quota `{}` is used up until its window ends in {} s",
+            refusal.policy, refusal.retry_after
+        ),
+    }
 }
 
 impl GatewayError {
@@ -208,7 +224,7 @@ impl GatewayError {
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => Fault::Gateway,
-            GatewayError::Auth(_) => Fault::Client,
+            GatewayError::Auth(_) | GatewayError::Limited(_) => Fault::Client,
         }
     }
 
@@ -229,6 +245,7 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -243,6 +260,10 @@ impl GatewayError {
             GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => "temporarily_unavailable",
             GatewayError::Auth(error) => error.bearer_error().unwrap_or("unauthorized"),
+            GatewayError::Limited(refusal) => match refusal.exceeded {
+                crate::limits::Exceeded::Rate => "rate_limited",
+                crate::limits::Exceeded::Quota => "quota_exceeded",
+            },
         }
     }
 
@@ -267,6 +288,14 @@ impl GatewayError {
             if matches!(error, AuthError::KeysUnavailable { .. }) {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
+        }
+        if let GatewayError::Limited(refusal) = self {
+            headers.insert(RETRY_AFTER, HeaderValue::from(refusal.retry_after));
+            headers.insert(
+                crate::limits::headers::RATELIMIT_POLICY.clone(),
+                refusal.policy_header,
+            );
+            headers.insert(crate::limits::headers::RATELIMIT.clone(), refusal.header);
         }
         response
     }

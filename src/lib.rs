@@ -10,6 +10,8 @@
 //!                let snap = runtime.load();               // one snapshot per request
 //!                route = snap.routes.find(host, path, method)          → 404
 //!                strip incoming identity headers (every route, public too)
+//!                identity = authenticate + authorize                    → 401 / 403 / 503
+//!                consumer, plan = who it counts against; limits.check   → 429 (RateLimit fields)
 //!                rewrite: hop-by-hop out, X-Forwarded-* / Forwarded set, X-Request-Id
 //!                forward to the upstream (pooled client, timeouts, upgrade tunnel) → 502 / 504
 //! ```
@@ -22,22 +24,27 @@
 //!   the built-in echo upstream.
 //! - [`identity`]: removing identity headers a client tried to send.
 //! - [`error`]: the gateway's own errors and the one function that turns them into responses.
-//! - [`admin`]: `/healthz` and `/readyz` on the admin listener.
+//! - [`limits`]: plans, rate limits and quotas per consumer, and the RateLimit headers.
+//! - [`state`]: the store quotas persist through (a redb file in `[state] data_dir`).
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/consumers/{id}` on the admin listener.
 
 pub mod access_log;
 pub mod admin;
 pub mod assertion;
 pub mod auth;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fingerprint;
 pub mod identity;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod state;
 pub mod token_service;
 
 use bytes::Bytes;

@@ -28,6 +28,9 @@ pub const JWKS_AGE: &str = "authgate_jwks_age_seconds";
 pub const KEYS_REFUSED: &str = "authgate_keys_refused_total";
 /// Verified-token cache lookups: `{result}` = hit | miss.
 pub const TOKEN_CACHE: &str = "authgate_token_cache_total";
+/// Requests refused by a limit: `{route, plan, limit}`, limit = rate | quota, plan = the
+/// consumer's plan or `-` (a route's own limit, no plan).
+pub const RATE_LIMITED: &str = "authgate_rate_limited_total";
 /// Token-service requests: `{endpoint, result}`, result = ok or an RFC 6749 error code.
 pub const TOKEN_SERVICE: &str = "authgate_token_service_requests_total";
 
@@ -241,4 +244,13 @@ pub fn token_cache(hit: bool) {
 /// Counts one token-service request.
 pub fn token_service(endpoint: &'static str, result: &'static str) {
     metrics::counter!(TOKEN_SERVICE, "endpoint" => endpoint, "result" => result).increment(1);
+}
+
+/// Counts one request a limit refused.
+pub fn rate_limited(route: &SharedString, plan: Option<&SharedString>, limit: &'static str) {
+    let plan = plan
+        .cloned()
+        .unwrap_or_else(|| SharedString::const_str("-"));
+    metrics::counter!(RATE_LIMITED, "route" => route.clone(), "plan" => plan, "limit" => limit)
+        .increment(1);
 }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::identity::IdentityStripper;
+use crate::limits::Limits;
 use crate::proxy::routes::RouteTable;
 use crate::proxy::upstream::Upstream;
 use crate::token_service::TokenService;
@@ -30,14 +31,18 @@ pub struct Snapshot {
     pub auth: Authenticator,
     /// The gateway's own token issuer, when `[token_service]` is configured.
     pub token_service: Option<TokenService>,
+    /// Plans and route limits; their state is shared with the snapshots before and after.
+    pub limits: Limits,
 }
 
 impl Snapshot {
     /// Builds the snapshot for a validated config. Upstream pools and remote key sets whose
     /// settings did not change are taken over from `previous`, so a reload neither drops warm
     /// connections nor refetches or empties key sets; the token service keeps its store.
-    /// Fails only when the token service's store cannot be opened.
+    /// Limits keep their counters. Fails only when a store (the token service's, the quotas')
+    /// cannot be opened.
     pub fn new(config: Config, previous: Option<&Snapshot>) -> Result<Self, String> {
+        let limits = Limits::new(&config, previous.map(|p| &p.limits))?;
         let token_service = match &config.token_service {
             Some(settings) => Some(TokenService::new(
                 settings.clone(),
@@ -74,6 +79,7 @@ impl Snapshot {
             auth,
             upstreams,
             token_service,
+            limits,
             config: Arc::new(config),
         })
     }

@@ -396,12 +396,15 @@ async fn the_systemd_layout_starts_with_its_state_in_the_state_directory() {
     let mut names = Vec::new();
     for _ in 0..100 {
         names = names_in(&state);
-        if names.len() == 2 {
+        if names.len() == 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(names, ["token-signing-key.pem", "token-store.redb"]);
+    assert_eq!(
+        names,
+        ["quotas.redb", "token-signing-key.pem", "token-store.redb"]
+    );
 }
 
 #[tokio::test]

@@ -563,7 +563,7 @@ fn users_add_writes_an_argon2id_hash_that_logs_in() {
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already"));
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains("$argon2id$") && !text.contains("pa55"));
-    let table = users::load_file(&file).unwrap();
+    let table = users::load_file(&file, None).unwrap();
     let erin = table.get("erin").unwrap();
     assert_eq!(erin.scopes, ["a", "b"]);
     assert!(passwords::verify("pa55 word long", &erin.password_hash));

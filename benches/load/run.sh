@@ -6,7 +6,8 @@
 #   4. authgate, JWT RS256, one token repeated (its verified-token cache hits),
 #   5. authgate, JWT RS256, 10,000 distinct tokens in rotation (cache smaller than the rotation,
 #      so nearly every request verifies a signature),
-#   6. authgate, API key,
+#   6. authgate, API key, and API key + a rate limit that never refuses (the limiter's cost),
+#      and a rate-limited public route with 10,000 distinct consumers (forwarded addresses),
 #   7. authgate and nginx over TLS 1.3 (same self-signed certificate),
 #   plus authgate on a public route (no credential: the proxying cost alone),
 #   8. p99 latency at a fixed moderate rate (~3,000 req/s) for nginx plain and authgate JWT,
@@ -247,6 +248,7 @@ workers = $workers
 token_cache_size = $cache
 max_connections = 10000
 shutdown_grace = "1s"
+trusted_proxies = ["127.0.0.1/32"]
 
 [admin]
 listen = "127.0.0.1:$ag_admin"
@@ -284,6 +286,22 @@ id = "public"
 path = "/public"
 upstream = "$upstream"
 public = true
+
+# The limiter's cost: limits far above any load, so nothing is refused and every request still
+# takes the full check and carries the RateLimit fields.
+[[routes]]
+id = "key-limited"
+path = "/key-limited"
+upstream = "$upstream"
+auth = ["api_key"]
+rate = "1000000000/s"
+
+[[routes]]
+id = "consumers"
+path = "/consumers"
+upstream = "$upstream"
+public = true
+rate = "1000000000/s"
 EOF
 }
 
@@ -430,6 +448,14 @@ for w in "${worker_counts[@]}"; do
   measure "ag-jwt-$w" "authgate, JWT RS256, one token (cached)" "$w" "http://127.0.0.1:$ag_port/jwt" \
     -H "Authorization: Bearer $token"
   measure "ag-key-$w" "authgate, API key" "$w" "http://127.0.0.1:$ag_port/key" -H "X-API-Key: $api_key"
+  expect 200 "http://127.0.0.1:$ag_port/key-limited" -H "X-API-Key: $api_key"
+  [[ $(curl -s -o /dev/null -w '%header{ratelimit}' -H "X-API-Key: $api_key" "http://127.0.0.1:$ag_port/key-limited") == '"route:key-limited";r='* ]] \
+    || die "/key-limited carries no RateLimit field"
+  measure "ag-key-rl-$w" "authgate, API key + rate limit (never refused)" "$w" \
+    "http://127.0.0.1:$ag_port/key-limited" -H "X-API-Key: $api_key"
+  expect 200 "http://127.0.0.1:$ag_port/consumers"
+  measure "ag-consumers-$w" "authgate, rate limit, 10,000 distinct consumers" "$w" \
+    "http://127.0.0.1:$ag_port/consumers" -s benches/load/consumers.lua
   measure "ag-tls-$w" "authgate, TLS 1.3, JWT (cached)" "$w" "https://127.0.0.1:$ag_tls_port/jwt" \
     -H "Authorization: Bearer $token"
   stop authgate
@@ -531,6 +557,8 @@ for w in "${worker_counts[@]}"; do
   faster "authgate JWT cached vs nginx plain, $w worker(s)" "ag-jwt-$w" "nginx-$w" 1.0
   faster "authgate $rotation tokens vs HAProxy JWT, $w worker(s)" "ag-10k-$w" "haproxy-$w" 1.0
   faster "authgate API key vs nginx plain, $w worker(s)" "ag-key-$w" "nginx-$w" 1.0
+  limiter=$(awk -v a="${cpu_us[ag-key-rl-$w]:-}" -v b="${cpu_us[ag-key-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.2f", a - b }')
+  target "rate limit's CPU µs/req over API key alone, $w worker(s)" "$limiter" "<=" 0.5
   faster "authgate TLS vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.0
 done
 target "p99 at a fixed rate, authgate JWT vs nginx plain" "$(ratio "${p99[paced-ag]:-}" "${p99[paced-nginx]:-}")" "<=" 1.2

@@ -113,6 +113,8 @@ pub struct KeyEntry {
     pub expires: Option<i64>,
     /// A disabled key is refused like a missing one.
     pub disabled: bool,
+    /// The plan the key's caller is on (`None`: `[consumers] default_plan`).
+    pub plan: Option<String>,
 }
 
 /// Hashes a SHA-256 digest by taking 8 of its bytes: they are already uniformly distributed,
@@ -219,14 +221,16 @@ pub struct RawKey {
     expires: Option<toml::value::Datetime>,
     #[serde(default)]
     disabled: bool,
+    plan: Option<String>,
 }
 
 /// Builds a table from entries (each with the byte range it was written at in `source`); each
-/// problem is reported with the entry's place.
+/// problem is reported with the entry's place. A key's `plan` must be one of `plans`.
 pub fn build(
     entries: Vec<(RawKey, Range<usize>)>,
     file: &Path,
     source: &str,
+    plans: &[String],
 ) -> Result<KeyTable, Vec<Diagnostic>> {
     let mut table = KeyTable::default();
     table.by_digest.reserve(entries.len());
@@ -264,6 +268,14 @@ pub fn build(
                 }
             },
         };
+        if let Some(plan) = raw.plan.as_ref().filter(|p| !plans.contains(p)) {
+            error(format!(
+                "key `{}`: {}",
+                raw.id,
+                crate::config::unknown_plan(plan, plans.iter())
+            ));
+            continue;
+        }
         let entry = KeyEntry {
             id: raw.id,
             subject: raw.subject,
@@ -271,6 +283,7 @@ pub fn build(
             roles: raw.roles,
             expires,
             disabled: raw.disabled,
+            plan: raw.plan,
         };
         if let Some(previous) = table.by_digest.insert(digest, Arc::new(entry)) {
             error(format!(
@@ -292,7 +305,7 @@ pub fn build(
 /// plain strings, string arrays, booleans and date-times, comments) take a fast line parser: a
 /// TOML parser building a document first would need seconds for a million keys. Anything
 /// outside that subset goes to the full TOML parser, which also gives the precise error.
-pub fn load_file(path: &Path) -> Result<KeyTable, Vec<Diagnostic>> {
+pub fn load_file(path: &Path, plans: &[String]) -> Result<KeyTable, Vec<Diagnostic>> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::whole_file(
             path,
@@ -321,7 +334,7 @@ pub fn load_file(path: &Path) -> Result<KeyTable, Vec<Diagnostic>> {
                 .collect()
         }
     };
-    build(entries, path, &source)
+    build(entries, path, &source, plans)
 }
 
 /// The fast path of [`load_file`]: the subset of TOML that keys files are written in.
@@ -372,6 +385,7 @@ mod fast {
         roles: Option<Vec<String>>,
         expires: Option<toml::value::Datetime>,
         disabled: Option<bool>,
+        plan: Option<String>,
     }
 
     impl Fields {
@@ -388,6 +402,7 @@ mod fast {
                 "roles" => once(&mut self.roles, strings(value)?),
                 "expires" => once(&mut self.expires, value.parse().ok()?),
                 "disabled" => once(&mut self.disabled, value.parse().ok()?),
+                "plan" => once(&mut self.plan, string(value)?),
                 _ => None,
             }
         }
@@ -401,6 +416,7 @@ mod fast {
                 roles: self.roles.unwrap_or_default(),
                 expires: self.expires,
                 disabled: self.disabled.unwrap_or(false),
+                plan: self.plan,
             })
         }
     }
@@ -436,7 +452,7 @@ fn unix_seconds(datetime: &toml::value::Datetime) -> Option<i64> {
         Some(toml::value::Offset::Z) | None => 0,
         Some(toml::value::Offset::Custom { minutes }) => i64::from(minutes),
     };
-    let days = days_from_civil(
+    let days = crate::calendar::days_from_civil(
         i64::from(date.year),
         i64::from(date.month),
         i64::from(date.day),
@@ -449,23 +465,8 @@ fn unix_seconds(datetime: &toml::value::Datetime) -> Option<i64> {
 
 /// Seconds since the epoch as an RFC 3339 UTC date-time (`2027-01-01T00:00:00Z`).
 pub fn rfc3339(seconds: i64) -> String {
-    let days = seconds.div_euclid(86_400);
+    let (year, month, day) = crate::calendar::civil_from_days(seconds.div_euclid(86_400));
     let rest = seconds.rem_euclid(86_400);
-    // The inverse of `days_from_civil` (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rest / 3600,
@@ -501,16 +502,6 @@ pub fn new_entry(
         entry.push_str(&format!("expires = {}\n", rfc3339(expires)));
     }
     Ok((key, entry))
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -582,7 +573,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
         std::fs::write(&path, &entry).unwrap();
-        let found = load_file(&path)
+        let found = load_file(&path, &[])
             .unwrap()
             .check(&key, 1_700_000_000)
             .unwrap();
@@ -607,7 +598,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.toml");
         std::fs::write(&path, file).unwrap();
-        let table = load_file(&path).unwrap();
+        let table = load_file(&path, &[]).unwrap();
         let now = 1_800_000_000;
         assert_eq!(table.check(&good, now).unwrap().id, "good");
         assert_eq!(table.check(&old, now).unwrap_err(), KeyRefusal::Expired);
@@ -631,15 +622,15 @@ mod tests {
             "[[keys]]\nid = \"a\"\nhash = \"md5:00\"\nsubject = \"s\"\n",
         )
         .unwrap();
-        let errors = load_file(&path).unwrap_err();
+        let errors = load_file(&path, &[]).unwrap_err();
         assert_eq!((errors[0].line, errors[0].column), (1, 1));
         assert!(errors[0].message.contains("sha256"));
         std::fs::write(&path, "[[keys]]\nid = \"a\"\nhsh = \"x\"\n").unwrap();
-        let errors = load_file(&path).unwrap_err();
+        let errors = load_file(&path, &[]).unwrap_err();
         assert_eq!(errors[0].line, 3);
         std::fs::write(&path, "[[keys]]\nid = \"a\"\nid = \"b\"\n").unwrap();
         assert_eq!(
-            load_file(&path).unwrap_err()[0].line,
+            load_file(&path, &[]).unwrap_err()[0].line,
             3,
             "duplicate names go to the full parser"
         );
@@ -669,7 +660,7 @@ mod tests {
         for text in [fancy, escaped] {
             let path = dir.path().join("keys.toml");
             std::fs::write(&path, text).unwrap();
-            let entry = load_file(&path).unwrap().check(&key, 0).unwrap();
+            let entry = load_file(&path, &[]).unwrap().check(&key, 0).unwrap();
             assert_eq!(
                 (entry.subject.as_str(), entry.roles.as_slice()),
                 ("svc", &["admin".to_string()][..])

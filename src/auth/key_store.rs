@@ -40,6 +40,7 @@ impl KeyStore {
                 file.clone(),
                 settings.file_version,
                 settings.inline.clone(),
+                settings.plans.clone(),
             ));
         }
         store
@@ -52,7 +53,13 @@ impl KeyStore {
 }
 
 /// Reloads `file` whenever it differs from `seen`, the version the running table was read from.
-async fn watch(store: Weak<KeyStore>, file: PathBuf, mut seen: Fingerprint, inline: Arc<KeyTable>) {
+async fn watch(
+    store: Weak<KeyStore>,
+    file: PathBuf,
+    mut seen: Fingerprint,
+    inline: Arc<KeyTable>,
+    plans: Arc<[String]>,
+) {
     loop {
         tokio::time::sleep(POLL_INTERVAL).await;
         let Some(store) = store.upgrade() else { return };
@@ -62,8 +69,9 @@ async fn watch(store: Weak<KeyStore>, file: PathBuf, mut seen: Fingerprint, inli
         }
         seen = current;
         let path = file.clone();
+        let plans = plans.clone();
         // Parsing a large file is blocking work; keep it off the request threads.
-        let loaded = tokio::task::spawn_blocking(move || api_keys::load_file(&path)).await;
+        let loaded = tokio::task::spawn_blocking(move || api_keys::load_file(&path, &plans)).await;
         match loaded {
             Ok(Ok(table)) => {
                 let table = table.merged_with(&inline);

@@ -43,7 +43,7 @@ fn try_add(user: &NewUser, file: Option<PathBuf>, config: &Path) -> Result<PathB
         None => users_file_of(config)?,
     };
     if path.exists() {
-        let table = users::load_file(&path).map_err(|diagnostics| {
+        let table = users::load_file(&path, None).map_err(|diagnostics| {
             let lines: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
             lines.join("\n")
         })?;
@@ -72,7 +72,8 @@ fn try_add(user: &NewUser, file: Option<PathBuf>, config: &Path) -> Result<PathB
     // The file is checked as it will be read, before it is changed.
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
     text.push_str(&entry);
-    users::parse(&text, &path).map_err(|d| format!("the new entry does not read back: {d:?}"))?;
+    users::parse(&text, &path, None)
+        .map_err(|d| format!("the new entry does not read back: {d:?}"))?;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -9,6 +9,7 @@
 
 mod issuers;
 mod location;
+mod plans;
 mod raw;
 mod token_service;
 pub mod units;
@@ -32,6 +33,10 @@ use crate::auth::api_keys::KeyTable;
 
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use location::{line_and_column, ConfigErrors, Diagnostic};
+pub use plans::{
+    parse_quota, parse_rate, unknown_plan, ConsumerSettings, Plan, Quota, QuotaWindow, Rate,
+    RateLimit, DEFAULT_DATA_DIR,
+};
 use raw::{RawConfig, Text};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
@@ -71,6 +76,12 @@ pub struct Config {
     pub token_service: Option<TokenServiceSettings>,
     /// What loading found a start would create (a generated key, say), for `check` to report.
     pub notes: Vec<String>,
+    /// `[plans.NAME]`, by name.
+    pub plans: BTreeMap<String, Plan>,
+    /// `[consumers]`.
+    pub consumers: ConsumerSettings,
+    /// `[state] data_dir`: where every file the gateway writes lives (quotas, token store).
+    pub data_dir: PathBuf,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -96,6 +107,8 @@ pub struct ApiKeySettings {
     pub inline: Arc<KeyTable>,
     /// File and inline keys, as loaded.
     pub table: Arc<KeyTable>,
+    /// The plan names keys may name, for checking the keys file when it is reloaded alone.
+    pub plans: Arc<[String]>,
 }
 
 /// `[server]`: listeners and the limits that protect them.
@@ -272,6 +285,8 @@ pub struct RouteSettings {
     /// Whether the credentials (`Authorization`, the API key header, token cookies) reach the
     /// upstream: the route's own `forward_credentials`, else `[identity]`'s.
     pub forward_credentials: bool,
+    /// The route's own rate limit, per consumer.
+    pub limit: Option<RateLimit>,
 }
 
 /// The credentials a protected route accepts and what they must grant.
@@ -522,10 +537,13 @@ impl Validator<'_> {
             }
         }
         let mut issuers = self.issuers(&raw.issuers);
+        let plans = self.plans(&raw.plans);
+        let consumers = self.consumers(&raw, &plans);
+        let data_dir = self.data_dir(&raw);
         let token_service = raw
             .token_service
             .as_ref()
-            .and_then(|t| self.token_service(t));
+            .and_then(|t| self.token_service(t, &data_dir, &plans));
         if let (Some(service), Some(raw_service)) = (&token_service, &raw.token_service) {
             // The gateway verifies its own tokens like any issuer's; ids and `iss` stay unique.
             let own = service.issuer_settings();
@@ -546,7 +564,11 @@ impl Validator<'_> {
         // Routes are checked against what is configured, not what loaded: a keys file with an
         // error is reported once, not again as "no credential can reach this route".
         let api_keys_configured = raw.api_keys.is_some();
-        let api_keys = raw.api_keys.take().and_then(|keys| self.api_keys(keys));
+        let plan_names: Arc<[String]> = plans.keys().cloned().collect();
+        let api_keys = raw
+            .api_keys
+            .take()
+            .and_then(|keys| self.api_keys(keys, plan_names));
         let routes = self.routes(
             &raw.routes,
             &mut upstreams,
@@ -575,6 +597,9 @@ impl Validator<'_> {
             issuers,
             api_keys,
             token_service,
+            plans,
+            consumers,
+            data_dir,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {
@@ -594,7 +619,11 @@ impl Validator<'_> {
         }
     }
 
-    fn api_keys(&mut self, raw: toml::Spanned<raw::RawApiKeys>) -> Option<ApiKeySettings> {
+    fn api_keys(
+        &mut self,
+        raw: toml::Spanned<raw::RawApiKeys>,
+        plans: Arc<[String]>,
+    ) -> Option<ApiKeySettings> {
         let span = raw.span();
         let raw = raw.into_inner();
         let header = self.header_name(raw.header.as_ref(), "x-api-key");
@@ -607,7 +636,7 @@ impl Validator<'_> {
                 (k.into_inner(), span)
             })
             .collect();
-        let inline = match crate::auth::api_keys::build(entries, self.file, self.source) {
+        let inline = match crate::auth::api_keys::build(entries, self.file, self.source, &plans) {
             Ok(table) => table,
             Err(diagnostics) => {
                 self.errors.extend(diagnostics);
@@ -622,7 +651,7 @@ impl Validator<'_> {
             }
         }
         let table = match &file {
-            Some(path) => match crate::auth::api_keys::load_file(path) {
+            Some(path) => match crate::auth::api_keys::load_file(path, &plans) {
                 Ok(table) => table.merged_with(&inline),
                 Err(diagnostics) => {
                     self.errors.extend(diagnostics);
@@ -644,6 +673,7 @@ impl Validator<'_> {
             file_version,
             inline: Arc::new(inline),
             table: Arc::new(table),
+            plans,
         })
     }
 
@@ -953,6 +983,7 @@ impl Validator<'_> {
             let target = self.route_target(&route.upstream, upstreams);
             let public = route.public.unwrap_or(false);
             let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
+            let limit = self.rate_limit(route.rate.as_ref(), route.burst.as_ref());
             if let Some(target) = target {
                 routes.push(RouteSettings {
                     label: std::sync::Arc::<str>::from(id.as_str()).into(),
@@ -964,6 +995,7 @@ impl Validator<'_> {
                     public,
                     auth,
                     forward_credentials: route.forward_credentials.unwrap_or(forward_credentials),
+                    limit,
                 });
             }
         }

@@ -30,6 +30,36 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: RawLog,
     pub token_service: Option<Spanned<RawTokenService>>,
+    #[serde(default)]
+    pub plans: BTreeMap<String, Spanned<RawPlan>>,
+    pub consumers: Option<Spanned<RawConsumers>>,
+    pub state: Option<Spanned<RawState>>,
+}
+
+/// One `[plans.NAME]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub rate: Option<Text>,
+    pub burst: Option<Spanned<i64>>,
+    pub quota: Option<Text>,
+}
+
+/// `[consumers]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsumers {
+    pub default_plan: Option<Text>,
+    pub anonymous_plan: Option<Text>,
+    pub plan_claim: Option<Text>,
+    pub headers: Option<bool>,
+}
+
+/// `[state]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    pub data_dir: Option<Text>,
 }
 
 /// `[token_service]`.
@@ -62,6 +92,7 @@ pub struct RawClient {
     pub scopes: Vec<Text>,
     #[serde(default)]
     pub disabled: bool,
+    pub plan: Option<Text>,
 }
 
 /// `[token_service.login_limit]`.
@@ -181,6 +212,8 @@ pub struct RawRoute {
     pub claims: Option<BTreeMap<String, Spanned<toml::Value>>>,
     pub cookie: Option<Text>,
     pub forward_credentials: Option<bool>,
+    pub rate: Option<Text>,
+    pub burst: Option<Spanned<i64>>,
 }
 
 /// One `[[issuers]]` entry.

@@ -80,6 +80,8 @@ pub struct Client {
     pub scopes: Vec<String>,
     /// A disabled client gets no tokens.
     pub disabled: bool,
+    /// The plan its tokens' callers are on (`None`: `[consumers] default_plan`).
+    pub plan: Option<String>,
 }
 
 /// Failed-login limits: more failures than this within `window` → 429.
@@ -140,6 +142,8 @@ impl Validator<'_> {
     pub(super) fn token_service(
         &mut self,
         spanned: &Spanned<RawTokenService>,
+        data_dir: &Path,
+        plans: &std::collections::BTreeMap<String, super::Plan>,
     ) -> Option<TokenServiceSettings> {
         let raw = spanned.get_ref();
         let id = match &raw.id {
@@ -158,13 +162,6 @@ impl Validator<'_> {
                 .unwrap_or_else(|| "/auth".to_string()),
             None => "/auth".to_string(),
         };
-        let data_dir = match &raw.data_dir {
-            Some(text) => {
-                let dir = self.text(text)?;
-                self.base_dir.join(dir)
-            }
-            None => default_data_dir(&self.base_dir, |name| std::env::var_os(name)),
-        };
         let keys = match &raw.signing_keys {
             Some(files) if files.is_empty() => {
                 self.error(spanned.span(), "`signing_keys` needs at least one key");
@@ -174,7 +171,7 @@ impl Validator<'_> {
                 .iter()
                 .map(|file| self.signing_key(file))
                 .collect::<Option<Vec<_>>>()?,
-            None => vec![self.generated_key(&data_dir, spanned.span())?],
+            None => vec![self.generated_key(data_dir, spanned.span())?],
         };
         let store = match raw.store.as_ref() {
             None => StoreLocation::Embedded(data_dir.join("token-store.redb")),
@@ -196,7 +193,8 @@ impl Validator<'_> {
                 if !self.readable(&path, file.span(), "users file") {
                     UserTable::default()
                 } else {
-                    match users::load_file(&path) {
+                    let names: Vec<String> = plans.keys().cloned().collect();
+                    match users::load_file(&path, Some(&names)) {
                         Ok(table) => table,
                         Err(diagnostics) => {
                             self.errors.extend(diagnostics);
@@ -207,7 +205,7 @@ impl Validator<'_> {
             }
             None => UserTable::default(),
         };
-        let clients = self.clients(raw);
+        let clients = self.clients(raw, plans);
         let limit = &raw.login_limit;
         let login_limit = LoginLimit {
             per_user: count(self.positive(limit.per_user.as_ref(), 5, "per_user")),
@@ -339,7 +337,11 @@ impl Validator<'_> {
         }
     }
 
-    fn clients(&mut self, raw: &RawTokenService) -> HashMap<String, Client> {
+    fn clients(
+        &mut self,
+        raw: &RawTokenService,
+        plans: &std::collections::BTreeMap<String, super::Plan>,
+    ) -> HashMap<String, Client> {
         let mut clients = HashMap::new();
         for spanned in &raw.clients {
             let client = spanned.get_ref();
@@ -357,11 +359,16 @@ impl Validator<'_> {
                 }
             };
             let scopes = client.scopes.iter().filter_map(|s| self.text(s)).collect();
+            let plan = client
+                .plan
+                .as_ref()
+                .and_then(|p| self.plan_reference(p, plans));
             let entry = Client {
                 id: id.clone(),
                 secret,
                 scopes,
                 disabled: client.disabled,
+                plan,
             };
             if clients.insert(id.clone(), entry).is_some() {
                 self.error(client.id.span(), format!("client `{id}` is listed twice"));
@@ -406,27 +413,6 @@ fn ensure_generated_key(path: &Path) -> Result<bool, String> {
 fn generate_pkcs8() -> Result<aws_lc_rs::pkcs8::Document, String> {
     aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
         .map_err(|_| "cannot generate a key".to_string())
-}
-
-/// Where the token service keeps its state when `data_dir` is not set: `AUTHGATE_DATA_DIR`;
-/// else systemd's `STATE_DIRECTORY` (set by `StateDirectory=`, the one writable place under
-/// `ProtectSystem=strict`); else `data` beside the config file.
-fn default_data_dir(base_dir: &Path, env: impl Fn(&str) -> Option<std::ffi::OsString>) -> PathBuf {
-    let from_env = |name| env(name).filter(|value| !value.is_empty());
-    if let Some(dir) = from_env("AUTHGATE_DATA_DIR") {
-        return base_dir.join(dir);
-    }
-    if let Some(dirs) = from_env("STATE_DIRECTORY") {
-        // systemd lists one directory per `StateDirectory=` entry, colon-separated.
-        let first = dirs
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        return PathBuf::from(first);
-    }
-    base_dir.join("data")
 }
 
 /// A PKCS#8 document as a PEM `PRIVATE KEY` block.

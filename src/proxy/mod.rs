@@ -4,6 +4,7 @@
 //! says why it sits where it does. Failures are [`GatewayError`]s, turned into responses in one
 //! place ([`GatewayError::into_response`]).
 
+pub mod consumer;
 pub mod echo;
 pub mod headers;
 pub mod routes;
@@ -21,6 +22,7 @@ use hyper::body::Incoming;
 use std::time::Instant;
 
 use crate::access_log::Exchange;
+use crate::auth::Identity;
 use crate::config::RouteTarget;
 use crate::error::{Fault, GatewayError};
 use crate::metrics::RouteMetrics;
@@ -71,7 +73,14 @@ pub async fn handle(
     )
     .await
     {
-        Ok(response) => response,
+        Ok(mut response) => {
+            if let Some((policy, state)) = exchange.rate_limit.take() {
+                let headers = response.headers_mut();
+                headers.insert(crate::limits::headers::RATELIMIT_POLICY.clone(), policy);
+                headers.insert(crate::limits::headers::RATELIMIT.clone(), state);
+            }
+            response
+        }
         Err(error) => {
             if let GatewayError::Auth(auth) = &error {
                 exchange.reason = Some(auth.reason());
@@ -199,38 +208,65 @@ async fn forward<'s>(
             .auth
             .authenticate(&route.auth, request.headers())
             .await;
-        let reason = outcome.as_ref().err().map_or("ok", |e| e.reason());
-        if outcome.is_err() && tracing::enabled!(tracing::Level::DEBUG) {
-            // What was presented beside what the route expects; never the token itself.
-            let detail =
-                crate::auth::diagnose::describe(&snapshot.auth, &route.auth, request.headers());
-            tracing::debug!(
-                request_id = request_id.to_str().unwrap_or_default(),
-                route = route.id.as_str(),
-                reason,
-                %detail,
-                "credential refused"
-            );
-        }
-        if let Ok(identity) = &outcome {
-            exchange.auth_method = Some(identity.method());
-            if exchange.logged {
-                exchange.principal =
-                    Some(identity.key_id().unwrap_or(identity.subject()).to_string());
+        match outcome {
+            Ok(identity) => {
+                exchange.auth_method = Some(identity.method());
+                if exchange.logged {
+                    exchange.principal =
+                        Some(identity.key_id().unwrap_or(identity.subject()).to_string());
+                }
+                Some(identity)
+            }
+            Err(error) => {
+                let reason = error.reason();
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    // What was presented beside what the route expects; never the token itself.
+                    let detail = crate::auth::diagnose::describe(
+                        &snapshot.auth,
+                        &route.auth,
+                        request.headers(),
+                    );
+                    tracing::debug!(
+                        request_id = request_id.to_str().unwrap_or_default(),
+                        route = route.id.as_str(),
+                        reason,
+                        %detail,
+                        "credential refused"
+                    );
+                }
+                // Counted under the kind of credential that was presented, good or not.
+                let presented = snapshot
+                    .auth
+                    .presented_method(&route.auth, request.headers());
+                route.metrics.auth_decision(presented, "deny", reason);
+                return Err(error.into());
             }
         }
-        route.metrics.auth_decision(
-            match &outcome {
-                Ok(identity) => identity.method(),
-                Err(_) => snapshot
-                    .auth
-                    .presented_method(&route.auth, request.headers()),
-            },
-            if outcome.is_ok() { "allow" } else { "deny" },
-            reason,
-        );
-        Some(outcome?)
     };
+
+    // Limits come after authentication, so a refused credential costs its owner nothing, and
+    // before anything is forwarded, so a refused request never reaches the upstream.
+    let method = identity.as_ref().map_or("none", Identity::method);
+    if let Err(refusal) = limit(snapshot, route, identity.as_ref(), &request, conn, exchange) {
+        let reason = match refusal.exceeded {
+            crate::limits::Exceeded::Rate => "rate_limited",
+            crate::limits::Exceeded::Quota => "quota_exceeded",
+        };
+        route.metrics.auth_decision(method, "deny", reason);
+        crate::metrics::rate_limited(
+            &route.label,
+            exchange.plan.as_ref(),
+            match refusal.exceeded {
+                crate::limits::Exceeded::Rate => "rate",
+                crate::limits::Exceeded::Quota => "quota",
+            },
+        );
+        exchange.reason = Some(reason);
+        return Err(GatewayError::Limited(refusal));
+    }
+    if identity.is_some() {
+        route.metrics.auth_decision(method, "allow", "ok");
+    }
 
     // A declared length over the limit is refused before a byte of the body is read; a body
     // without a length is cut off by `Limited` as it streams.
@@ -317,6 +353,37 @@ async fn forward<'s>(
         _ => headers::remove_hop_by_hop(response.headers_mut(), false),
     }
     Ok(response.map(|body| body.map_err(Into::into).boxed()))
+}
+
+/// Checks the consumer's plan and the route's own limit. What the RateLimit fields of the
+/// response will say is left in `exchange`.
+fn limit<'s>(
+    snapshot: &'s Snapshot,
+    route: &'s routes::Route,
+    identity: Option<&Identity>,
+    request: &Request<Incoming>,
+    conn: &ConnInfo,
+    exchange: &mut Exchange<'s>,
+) -> Result<(), crate::limits::Refusal> {
+    let (consumer, plan) = consumer::resolve(snapshot, identity, || {
+        headers::client_address(
+            request.headers(),
+            conn.peer.ip(),
+            &snapshot.config.server.trusted_proxies,
+        )
+    });
+    if plan.is_none() && route.limit.is_none() {
+        return Ok(());
+    }
+    exchange.plan = plan.map(|p| p.label.clone());
+    let now = crate::limits::Now::current();
+    let grant = snapshot
+        .limits
+        .check(&consumer, plan, route.limit.as_ref(), 1, now)?;
+    if snapshot.limits.headers {
+        exchange.rate_limit = grant.headers();
+    }
+    Ok(())
 }
 
 /// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade` + `Upgrade`).

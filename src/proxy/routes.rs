@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use http::Method;
 
 use crate::config::{HostPattern, RouteSettings};
+use crate::limits::Policy;
 use crate::metrics::RouteMetrics;
 
 /// A configured route with its metric handles, which live as long as the snapshot.
@@ -24,6 +25,9 @@ pub struct Route {
     pub settings: RouteSettings,
     /// The route's per-request metrics.
     pub metrics: RouteMetrics,
+    /// The route's own rate limit, as a policy named `route:{id}` (plan names hold no `:`, so
+    /// the two never share a counter).
+    pub limit: Option<Policy>,
 }
 
 impl std::ops::Deref for Route {
@@ -57,6 +61,10 @@ impl RouteTable {
             };
             group.push(Route {
                 metrics: RouteMetrics::new(route.label.clone()),
+                limit: route
+                    .limit
+                    .as_ref()
+                    .map(|limit| Policy::rate(&format!("route:{}", route.id), limit)),
                 settings: route,
             });
         }
@@ -214,6 +222,7 @@ mod tests {
             public: true,
             auth: AuthRequirement::default(),
             forward_credentials: false,
+            limit: None,
         }
     }
 

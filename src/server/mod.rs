@@ -212,6 +212,8 @@ impl RunningGateway {
         if let Some(admin) = self.admin_loop {
             let _ = admin.await;
         }
+        // Quota counters are written behind; what the last second counted lands now.
+        self.runtime.load().limits.flush();
         drained
     }
 }

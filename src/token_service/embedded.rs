@@ -34,16 +34,7 @@ impl EmbeddedStore {
     /// Opens (or creates) the store at `path`, creating its directory. A second process cannot
     /// open the same file: redb locks it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError(format!(
-                    "cannot create the directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
-        }
-        let db = Database::create(path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))?;
+        let db = crate::state::embedded::create_database(path).map_err(StoreError)?;
         // Create the tables up front so that readers never meet a missing one.
         let txn = db.begin_write().map_err(StoreError::from_display)?;
         txn.open_table(REFRESH).map_err(StoreError::from_display)?;

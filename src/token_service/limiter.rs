@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use dashmap::DashMap;
 
 use crate::config::LoginLimit;
+use crate::limits::consumer::address_key as client_key;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -20,18 +21,6 @@ struct Window {
 pub struct LoginLimiter {
     users: DashMap<String, Window>,
     clients: DashMap<IpAddr, Window>,
-}
-
-/// The key a client address is counted under: IPv6 clients usually hold a whole /64, so one
-/// of them trying addresses from it is still one client.
-fn client_key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(prefix.into())
-        }
-    }
 }
 
 /// Entries kept before expired windows are swept out, so a flood of made-up usernames cannot

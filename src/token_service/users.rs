@@ -9,6 +9,7 @@
 //! scopes = ["orders:read"]
 //! roles = ["admin"]
 //! disabled = false
+//! plan = "gold"              # the plan its callers are on (default: [consumers] default_plan)
 //! ```
 
 use std::collections::HashMap;
@@ -35,6 +36,8 @@ pub struct User {
     pub roles: Vec<String>,
     /// A disabled user cannot log in, and its refresh tokens stop working.
     pub disabled: bool,
+    /// The plan the user's requests count under (`None`: `[consumers] default_plan`).
+    pub plan: Option<String>,
 }
 
 impl std::fmt::Debug for User {
@@ -95,21 +98,27 @@ struct RawUser {
     roles: Vec<String>,
     #[serde(default)]
     disabled: bool,
+    plan: Option<Spanned<String>>,
 }
 
-/// Reads and checks the users file; every problem is reported with its file:line:col.
-pub fn load_file(path: &Path) -> Result<UserTable, Vec<Diagnostic>> {
+/// Reads and checks the users file; every problem is reported with its file:line:col. With
+/// `plans`, a user's `plan` must be one of them.
+pub fn load_file(path: &Path, plans: Option<&[String]>) -> Result<UserTable, Vec<Diagnostic>> {
     let source = std::fs::read_to_string(path).map_err(|e| {
         vec![Diagnostic::whole_file(
             path,
             format!("cannot read the users file: {e}"),
         )]
     })?;
-    parse(&source, path)
+    parse(&source, path, plans)
 }
 
 /// Checks users-file text as if read from `path`.
-pub fn parse(source: &str, path: &Path) -> Result<UserTable, Vec<Diagnostic>> {
+pub fn parse(
+    source: &str,
+    path: &Path,
+    plans: Option<&[String]>,
+) -> Result<UserTable, Vec<Diagnostic>> {
     let at = |offset: usize, message: String| {
         let (line, column) = line_and_column(source, offset);
         Diagnostic {
@@ -141,7 +150,15 @@ pub fn parse(source: &str, path: &Path) -> Result<UserTable, Vec<Diagnostic>> {
             errors.push(at(user.password_hash.span().start, message));
             continue;
         }
+        if let (Some(plan), Some(plans)) = (&user.plan, plans) {
+            if !plans.contains(plan.get_ref()) {
+                let message = crate::config::unknown_plan(plan.get_ref(), plans.iter());
+                errors.push(at(plan.span().start, message));
+                continue;
+            }
+        }
         let entry = User {
+            plan: user.plan.map(Spanned::into_inner),
             subject: user.subject.unwrap_or_else(|| username.clone()),
             username: username.clone(),
             password_hash: user.password_hash.into_inner(),
@@ -206,7 +223,7 @@ mod tests {
     #[test]
     fn an_entry_written_by_users_add_reads_back() {
         let text = entry("alice \"a\"", HASH, &["orders:read".into()], &[]);
-        let table = parse(&text, Path::new("users.toml")).unwrap();
+        let table = parse(&text, Path::new("users.toml"), None).unwrap();
         let alice = table.get("alice \"a\"").unwrap();
         assert_eq!(alice.subject, "alice \"a\"");
         assert_eq!(alice.scopes, ["orders:read"]);
@@ -214,16 +231,30 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_must_be_defined_when_the_plans_are_known() {
+        let text = format!(
+            "[[users]]\nusername = \"a\"\npassword_hash = \"{HASH}\"\nplan = \"gold\"\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\nplan = \"silver\"\n"
+        );
+        let plans = ["gold".to_string()];
+        let errors = parse(&text, Path::new("users.toml"), Some(&plans)).unwrap_err();
+        assert_eq!((errors[0].line, errors[0].column), (8, 8), "{errors:?}");
+        assert!(errors[0].message.contains("`silver` is not defined"));
+        // `users add` reads the file without the config's plans.
+        let table = parse(&text, Path::new("users.toml"), None).unwrap();
+        assert_eq!(table.get("a").unwrap().plan.as_deref(), Some("gold"));
+    }
+
+    #[test]
     fn problems_name_their_line_and_column() {
         let text = format!(
             "[[users]]\nusername = \"a\"\npassword_hash = \"$2b$10$bcrypt\"\n\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\n[[users]]\nusername = \"b\"\npassword_hash = \"{HASH}\"\n"
         );
-        let errors = parse(&text, Path::new("users.toml")).unwrap_err();
+        let errors = parse(&text, Path::new("users.toml"), None).unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!((errors[0].line, errors[0].column), (3, 17));
         assert!(errors[1].message.contains("twice"));
         assert_eq!(errors[1].line, 9);
-        let unknown = parse("[[users]]\nname = \"x\"\n", Path::new("u.toml")).unwrap_err();
+        let unknown = parse("[[users]]\nname = \"x\"\n", Path::new("u.toml"), None).unwrap_err();
         assert!(unknown[0].message.contains("unknown field"), "{unknown:?}");
     }
 }

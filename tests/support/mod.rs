@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod idp;
+pub mod limits;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
