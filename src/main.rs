@@ -52,6 +52,9 @@ enum ClientsCommand {
         /// Write the secret into this new file (mode 0600) instead of showing it on stderr.
         #[arg(long, value_name = "FILE")]
         secret_out: Option<PathBuf>,
+        /// The client's plan (a `[plans.NAME]`); default: `[consumers] default_plan`.
+        #[arg(long)]
+        plan: Option<String>,
     },
 }
 
@@ -71,6 +74,9 @@ enum UsersCommand {
         /// Roles granted at login, separated by commas or spaces (repeatable).
         #[arg(long, alias = "role")]
         roles: Vec<String>,
+        /// The user's plan (a `[plans.NAME]`); default: `[consumers] default_plan`.
+        #[arg(long)]
+        plan: Option<String>,
         /// The users file (default: `[token_service] users` of the configuration).
         #[arg(long)]
         file: Option<PathBuf>,
@@ -96,6 +102,9 @@ enum KeysCommand {
         /// Write the key into this new file (mode 0600) instead of showing it on stderr.
         #[arg(long, value_name = "FILE")]
         key_out: Option<PathBuf>,
+        /// The key's plan (a `[plans.NAME]`); default: `[consumers] default_plan`.
+        #[arg(long)]
+        plan: Option<String>,
         /// Lifetime, e.g. "90d".
         #[arg(long)]
         expires: Option<String>,
@@ -155,6 +164,7 @@ fn main() -> ExitCode {
             scopes,
             roles,
             key_out,
+            plan,
             expires,
             id,
         }) => keys::new(
@@ -162,6 +172,7 @@ fn main() -> ExitCode {
                 subject,
                 scopes: names(&scopes),
                 roles: names(&roles),
+                plan,
                 id,
             },
             expires.as_deref(),
@@ -171,12 +182,14 @@ fn main() -> ExitCode {
             id,
             scopes,
             secret_out,
-        }) => clients::add(&id, &names(&scopes), secret_out.as_deref()),
+            plan,
+        }) => clients::add(&id, &names(&scopes), plan.as_deref(), secret_out.as_deref()),
         Command::Users(UsersCommand::Add {
             username,
             subject,
             scopes,
             roles,
+            plan,
             file,
             config,
         }) => {
@@ -185,6 +198,7 @@ fn main() -> ExitCode {
                 subject,
                 scopes: names(&scopes),
                 roles: names(&roles),
+                plan,
             };
             users::add(&user, file, &config.config)
         }

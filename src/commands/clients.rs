@@ -12,8 +12,13 @@ use base64::Engine;
 const SECRET_BYTES: usize = 32;
 
 /// Prints a new client's entry for `id` with `scopes`.
-pub fn add(id: &str, scopes: &[String], secret_out: Option<&Path>) -> ExitCode {
-    match entry(id, scopes) {
+pub fn add(id: &str, scopes: &[String], plan: Option<&str>, secret_out: Option<&Path>) -> ExitCode {
+    match entry(id, scopes).map(|(secret, mut entry)| {
+        if let Some(plan) = plan {
+            entry.push_str(&super::toml_line("plan", plan));
+        }
+        (secret, entry)
+    }) {
         Ok((secret, entry)) => super::hand_out(
             "clients add",
             &format!("The secret of `{id}`"),

@@ -8,6 +8,7 @@ pub struct NewKey {
     pub subject: String,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    pub plan: Option<String>,
     pub id: Option<String>,
 }
 
@@ -26,7 +27,7 @@ pub fn new(spec: &NewKey, expires: Option<&str>, key_out: Option<&Path>) -> Exit
             return ExitCode::FAILURE;
         }
     };
-    let (key, entry) = match authgate::auth::api_keys::new_entry(
+    let (key, mut entry) = match authgate::auth::api_keys::new_entry(
         spec.id.as_deref(),
         &spec.subject,
         &spec.scopes,
@@ -39,6 +40,9 @@ pub fn new(spec: &NewKey, expires: Option<&str>, key_out: Option<&Path>) -> Exit
             return ExitCode::FAILURE;
         }
     };
+    if let Some(plan) = &spec.plan {
+        entry.push_str(&super::toml_line("plan", plan));
+    }
     super::hand_out(
         "keys new",
         "The key",

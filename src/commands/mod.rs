@@ -16,6 +16,11 @@ pub fn names(values: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// `name = "value"` and a newline, the value quoted as TOML.
+pub fn toml_line(name: &str, value: &str) -> String {
+    format!("{name} = {}\n", toml::Value::String(value.to_string()))
+}
+
 /// Creates `path` (it must not exist) readable by its owner only, holding `secret`.
 pub fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;

@@ -17,6 +17,7 @@ pub struct NewUser {
     pub subject: Option<String>,
     pub scopes: Vec<String>,
     pub roles: Vec<String>,
+    pub plan: Option<String>,
 }
 
 /// Adds `user` to `file`, or to the users file `config` names.
@@ -64,10 +65,10 @@ fn try_add(user: &NewUser, file: Option<PathBuf>, config: &Path) -> Result<PathB
     let hash = passwords::hash(&password)?;
     let mut entry = users::entry(&user.username, &hash, &user.scopes, &user.roles);
     if let Some(subject) = &user.subject {
-        entry.push_str(&format!(
-            "subject = {}\n",
-            toml::Value::String(subject.clone())
-        ));
+        entry.push_str(&super::toml_line("subject", subject));
+    }
+    if let Some(plan) = &user.plan {
+        entry.push_str(&super::toml_line("plan", plan));
     }
     // The file is checked as it will be read, before it is changed.
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
