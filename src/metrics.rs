@@ -26,6 +26,8 @@ pub const JWKS_REFRESH: &str = "authgate_jwks_refresh_total";
 pub const JWKS_AGE: &str = "authgate_jwks_age_seconds";
 /// Keys refused when loading: `{issuer}`.
 pub const KEYS_REFUSED: &str = "authgate_keys_refused_total";
+/// Requests that stopped waiting for an unknown-`kid` refetch (which went on without them).
+pub const REFETCH_WAIT_ABANDONED: &str = "authgate_jwks_refetch_wait_abandoned_total";
 /// Verified-token cache lookups: `{result}` = hit | miss.
 pub const TOKEN_CACHE: &str = "authgate_token_cache_total";
 /// Requests refused by a limit: `{route, plan, limit}`, limit = rate | quota, plan = the
@@ -229,6 +231,11 @@ pub fn jwks_age(issuer: &str, age: Option<Duration>) {
 /// Counts a key refused at load.
 pub fn key_refused(issuer: &str) {
     metrics::counter!(KEYS_REFUSED, "issuer" => issuer.to_string()).increment(1);
+}
+
+/// Counts a request that stopped waiting for an unknown-`kid` refetch.
+pub fn refetch_wait_abandoned(issuer: &str) {
+    metrics::counter!(REFETCH_WAIT_ABANDONED, "issuer" => issuer.to_string()).increment(1);
 }
 
 /// Counts a token-cache lookup.

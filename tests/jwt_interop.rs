@@ -179,3 +179,64 @@ async fn an_issuer_may_require_a_typ_and_media_types_compare_as_rfc_7515_says() 
         assert_eq!(reply.status(), status, "typ {typ:?}: {}", reply.text());
     }
 }
+
+/// An IdP slower than the 2 s a request waits (but within the fetch's own 5 s): the request
+/// gives up, the refetch does not, and the rotated key arrives without waiting for the next
+/// periodic refresh. With discovery, the refetch is one fetch (the JWKS), not two in a row.
+#[tokio::test]
+async fn a_refetch_outlives_the_wait_of_the_request_that_started_it() {
+    let old = TestKey::generate("old", Algorithm::ES256);
+    let idp = Idp::start(vec![old.jwk.clone()]).await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[issuers]]\nid = \"idp\"\nissuer = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\"]\ndiscovery = true\nrefresh = \"1h\"\nrefetch_cooldown = \"1h\"\n\n{}",
+        idp.url(),
+        route()
+    );
+    let gateway = start_gateway(&config).await;
+    idp.wait_for_fetches(1).await;
+    call(&gateway, &old.sign(&claims(&idp.url(), "alice")))
+        .await
+        .assert_status(200);
+    let discoveries = idp
+        .discovery_fetches
+        .load(std::sync::atomic::Ordering::SeqCst);
+
+    // The IdP rotates in a new key and becomes slow.
+    let new = TestKey::generate("new", Algorithm::ES256);
+    idp.set_keys(vec![old.jwk.clone(), new.jwk.clone()]);
+    idp.set_delay(std::time::Duration::from_millis(2600));
+    let token = new.sign(&claims(&idp.url(), "bob"));
+    let started = std::time::Instant::now();
+    let first = call(&gateway, &token).await;
+    first.assert_status(401);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    // The fetch goes on and lands; with a 1 h cooldown and refresh, nothing else could bring
+    // the key in.
+    let mut status = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = call(&gateway, &token).await.status();
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(status, 200, "the rotated key never arrived");
+    assert_eq!(
+        idp.discovery_fetches
+            .load(std::sync::atomic::Ordering::SeqCst),
+        discoveries,
+        "the refetch fetched the discovery document again"
+    );
+    let metrics = support::get(&format!("http://{}/metrics", gateway.admin.unwrap())).await;
+    assert!(
+        metrics
+            .text()
+            .contains("authgate_jwks_refetch_wait_abandoned_total{issuer=\"idp\"} 1"),
+        "{}",
+        metrics.text()
+    );
+}

@@ -65,6 +65,8 @@ pub struct RemoteKeys {
     discovered: Mutex<Option<Uri>>,
     /// Why the last fetch failed, until one succeeds: what `/readyz` says it waits for.
     last_error: Mutex<Option<String>>,
+    /// Counts finished unknown-`kid` refetch tasks, for the requests waiting on one.
+    refetches: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for RemoteKeys {
@@ -93,6 +95,7 @@ impl RemoteKeys {
             last_forced_ms: AtomicU64::new(0),
             discovered: Mutex::new(None),
             last_error: Mutex::new(None),
+            refetches: tokio::sync::watch::Sender::new(0),
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&keys)));
         keys
@@ -133,49 +136,69 @@ impl RemoteKeys {
     /// A token named a `kid` the current set lacks: refetch once, shared with every other
     /// request doing the same, unless a refetch started within the cooldown. Returns whether
     /// the key set changed since `seen_generation`.
-    pub async fn refetch_for_unknown_kid(&self, seen_generation: u64) -> bool {
-        let cooldown_ms =
-            u64::try_from(self.settings.refetch_cooldown.as_millis()).unwrap_or(u64::MAX);
-        let recently = |last: u64| last != 0 && monotonic_ms().saturating_sub(last) < cooldown_ms;
-        if recently(self.last_forced_ms.load(Ordering::Acquire)) {
+    ///
+    /// The fetch runs in a task of its own: a request stops waiting after 2 s, but the fetch
+    /// goes on to its own timeout, so an IdP that answers in 3 s still delivers the rotated key
+    /// (the cooldown it spent is not wasted).
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>, seen_generation: u64) -> bool {
+        if self.refetched_recently() {
             return self.generation() != seen_generation;
         }
-        let wait = async {
-            let _flight = self.fetching.lock().await;
-            // Whoever held the lock before us may have fetched already.
-            if self.generation() != seen_generation {
-                return true;
+        let mut finished = self.refetches.subscribe();
+        let keys = self.clone();
+        tokio::spawn(async move {
+            {
+                let _flight = keys.fetching.lock().await;
+                // Whoever held the lock before may have fetched already, or started the
+                // refetch this cooldown allows.
+                if keys.generation() == seen_generation && !keys.refetched_recently() {
+                    keys.last_forced_ms.store(monotonic_ms(), Ordering::Release);
+                    let _ = keys.fetch_and_store("unknown_kid").await;
+                }
             }
-            if recently(self.last_forced_ms.load(Ordering::Acquire)) {
-                return false;
-            }
-            self.last_forced_ms.store(monotonic_ms(), Ordering::Release);
-            let _ = self.fetch_and_store("unknown_kid").await;
-            self.generation() != seen_generation
-        };
-        tokio::time::timeout(REFETCH_WAIT, wait)
-            .await
-            .unwrap_or(false)
+            keys.refetches.send_modify(|count| *count += 1);
+        });
+        let waited = tokio::time::timeout(REFETCH_WAIT, finished.changed()).await;
+        if waited.is_err() {
+            tracing::warn!(
+                issuer = %self.settings.issuer_id,
+                "stopped waiting for the unknown-kid refetch after {} s; it goes on in the background",
+                REFETCH_WAIT.as_secs()
+            );
+            metrics::refetch_wait_abandoned(&self.settings.issuer_id);
+        }
+        self.generation() != seen_generation
+    }
+
+    /// Whether an unknown-`kid` refetch started within the cooldown.
+    fn refetched_recently(&self) -> bool {
+        let cooldown_ms =
+            u64::try_from(self.settings.refetch_cooldown.as_millis()).unwrap_or(u64::MAX);
+        let last = self.last_forced_ms.load(Ordering::Acquire);
+        last != 0 && monotonic_ms().saturating_sub(last) < cooldown_ms
     }
 
     /// Fetches the set and swaps it in; returns the Cache-Control max-age, if any. The caller
     /// holds `fetching` or is the background loop (which takes it itself).
     async fn fetch_and_store(&self, trigger: &'static str) -> Result<Option<Duration>, String> {
-        let result = tokio::time::timeout(FETCH_TIMEOUT * 2, self.fetch())
+        let result = tokio::time::timeout(FETCH_TIMEOUT * 2, self.fetch(trigger))
             .await
             .unwrap_or_else(|_| Err("timed out".into()));
         let issuer = self.settings.issuer_id.clone();
         match result {
             Ok((set, refused, max_age, document)) => {
-                for reason in refused {
-                    tracing::warn!(issuer = %issuer, %reason, "key refused");
-                    metrics::key_refused(&issuer);
-                }
                 let changed = self
                     .current
                     .load()
                     .as_ref()
                     .is_none_or(|old| old.document != document);
+                // Said once per key-set change, not again at every refresh of the same set.
+                if changed {
+                    for reason in refused {
+                        tracing::warn!(issuer = %issuer, %reason, "key refused");
+                        metrics::key_refused(&issuer);
+                    }
+                }
                 self.current.store(Some(Arc::new(Loaded {
                     keys: Arc::new(set),
                     fetched_ms: monotonic_ms(),
@@ -199,12 +222,36 @@ impl RemoteKeys {
         }
     }
 
-    async fn fetch(&self) -> Result<(KeySet, Vec<String>, Option<Duration>, Value), String> {
-        let jwks_uri = match &self.settings.location {
-            RemoteLocation::Jwks(uri) => uri.clone(),
-            RemoteLocation::Discovery(issuer) => self.discover(issuer).await?,
+    /// The key set, from `jwks_url` or through discovery. The discovery document is fetched by
+    /// the periodic refresh and when fetching the JWKS it named fails; an unknown-`kid`
+    /// refetch reuses the `jwks_uri` found last, so it costs one fetch, not two in a row.
+    async fn fetch(
+        &self,
+        trigger: &'static str,
+    ) -> Result<(KeySet, Vec<String>, Option<Duration>, Value), String> {
+        let (document, max_age, jwks_uri) = match &self.settings.location {
+            RemoteLocation::Jwks(uri) => {
+                let (document, max_age) = self.get_json(uri).await?;
+                (document, max_age, uri.clone())
+            }
+            RemoteLocation::Discovery(issuer) => {
+                let known = lock(&self.discovered)
+                    .clone()
+                    .filter(|_| trigger != "refresh");
+                let fetched = match &known {
+                    Some(uri) => self.get_json(uri).await.map(|(d, m)| (d, m, uri.clone())),
+                    None => Err(String::new()),
+                };
+                match fetched {
+                    Ok(found) => found,
+                    Err(_) => {
+                        let uri = self.discover(issuer).await?;
+                        let (document, max_age) = self.get_json(&uri).await?;
+                        (document, max_age, uri)
+                    }
+                }
+            }
         };
-        let (document, max_age) = self.get_json(&jwks_uri).await?;
         let (set, refused) =
             KeySet::from_jwks(&document, Origin::Published, &self.settings.algorithms)?;
         if set.is_empty() {
@@ -232,8 +279,13 @@ impl RemoteKeys {
                 return known.ok_or(error);
             }
         };
-        if document.get("issuer").and_then(Value::as_str) != Some(self.settings.issuer.as_str()) {
-            return Err("the discovery document names another issuer; refused".into());
+        let named = document.get("issuer").and_then(Value::as_str);
+        if named != Some(self.settings.issuer.as_str()) {
+            return Err(format!(
+                "the discovery document at {uri} names issuer {}, not the configured {:?}; refused",
+                named.map_or_else(|| "none".to_string(), |n| format!("{n:?}")),
+                self.settings.issuer
+            ));
         }
         let jwks_uri: Uri = document
             .get("jwks_uri")

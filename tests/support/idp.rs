@@ -122,6 +122,8 @@ pub struct Idp {
     /// The `issuer` the discovery document claims (defaults to the server's own URL).
     claimed_issuer: Arc<Mutex<Option<String>>>,
     cache_control: Arc<Mutex<Option<String>>>,
+    /// How long each answer is held back (a slow IdP), in milliseconds.
+    delay_ms: Arc<AtomicUsize>,
 }
 
 impl Idp {
@@ -136,6 +138,7 @@ impl Idp {
             up: Arc::new(AtomicBool::new(true)),
             claimed_issuer: Arc::new(Mutex::new(None)),
             cache_control: Arc::new(Mutex::new(None)),
+            delay_ms: Arc::new(AtomicUsize::new(0)),
         };
         let server = idp.clone();
         tokio::spawn(async move {
@@ -148,7 +151,11 @@ impl Idp {
                     let service =
                         service_fn(move |request: http::Request<hyper::body::Incoming>| {
                             let response = server.answer(request.uri().path());
-                            async move { Ok::<_, Infallible>(response) }
+                            let delay = server.delay_ms.load(Ordering::SeqCst) as u64;
+                            async move {
+                                tokio::time::sleep(Duration::from_millis(delay)).await;
+                                Ok::<_, Infallible>(response)
+                            }
                         });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -181,6 +188,12 @@ impl Idp {
     /// Makes the discovery document claim another issuer.
     pub fn claim_issuer(&self, issuer: &str) {
         *self.claimed_issuer.lock().unwrap() = Some(issuer.to_string());
+    }
+
+    /// Holds every answer back by `delay` (the count of fetches moves when a request arrives).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as usize, Ordering::SeqCst);
     }
 
     pub fn set_cache_control(&self, value: &str) {
