@@ -4,16 +4,21 @@
 //! through identity headers, and forwards the request. The path one request takes:
 //!
 //! ```text
-//! TCP accept ─► TLS handshake (rustls; certificate picked by SNI; bounded by a timeout)
-//!           ─► HTTP/1.1 or HTTP/2 (by ALPN, or by the preface peeked on a plain connection), upgrades on
-//!           ─► Gateway::handle(request)
-//!                let snap = runtime.load();               // one snapshot per request
-//!                route = snap.routes.find(host, path, method)          → 404
+//! TCP accept ─► TLS handshake (rustls; certificate picked by SNI; tickets for resumption;
+//!               bounded by handshake_timeout)
+//!           ─► HTTP/1.1 or HTTP/2 (by ALPN, or by the preface peeked on a plain connection)
+//!           ─► proxy::handle(snapshot, request)      // one snapshot per request (runtime)
+//!                normalize the path (dot segments out)                    → 400
 //!                strip incoming identity headers (every route, public too)
-//!                identity = authenticate + authorize                    → 401 / 403 / 503
-//!                consumer, plan = who it counts against; limits.check   → 429 (RateLimit fields)
-//!                rewrite: hop-by-hop out, X-Forwarded-* / Forwarded set, X-Request-Id
+//!                the token service's endpoints ({path}/login, /token, …, discovery, JWKS)
+//!                route = snapshot.routes.find(host, path, method)         → 404
+//!                identity = auth.authenticate(route, headers)             → 401 / 503
+//!                    (JWT against cached keys, or API key; then scopes, roles, claims → 403)
+//!                consumer, plan = who it counts against; limits.check    → 429 (RateLimit)
+//!                rewrite: hop-by-hop out, credentials out, X-Forwarded-* / Forwarded,
+//!                         X-Request-Id, traceparent; identity headers (and assertion) in
 //!                forward to the upstream (pooled client, timeouts, upgrade tunnel) → 502 / 504
+//!                record: metrics and one access-log line
 //! ```
 //!
 //! Module map:
@@ -22,7 +27,11 @@
 //! - [`server`]: listeners, accept loop, TLS, connection limits, graceful shutdown.
 //! - [`proxy`]: the request handler, route matching, header rewriting, upstream pool, upgrades,
 //!   the built-in echo upstream.
-//! - [`identity`]: removing identity headers a client tried to send.
+//! - [`auth`]: credentials, JWT verification, key sets (static, JWKS, discovery), API keys, the
+//!   verified-token cache, authorization rules, refusal diagnostics.
+//! - [`token_service`]: the gateway's own issuer: login, refresh with rotation, client
+//!   credentials, revocation, published keys and metadata.
+//! - [`identity`]: removing identity headers a client tried to send, and setting the caller's.
 //! - [`error`]: the gateway's own errors and the one function that turns them into responses.
 //! - [`limits`]: plans, rate limits and quotas per consumer, and the RateLimit headers.
 //! - [`state`]: the store quotas persist through (a redb file in `[state] data_dir`).
