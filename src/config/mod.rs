@@ -2,7 +2,8 @@
 //!
 //! Loading runs in three steps: `${VAR}` interpolation happens per string value (so a secret
 //! holding TOML syntax cannot change the file's structure), serde reads the raw types in
-//! [`raw`] (unknown keys are errors), and [`Validator`] turns them into typed settings: it parses
+//! `raw` while `unknown_keys` collects every key they lack (each an error), and `Validator`
+//! turns them into typed settings: it parses
 //! durations, sizes and addresses, reads the certificate files, resolves route → upstream
 //! references and checks names are unique. It collects every problem rather than stopping at the
 //! first, each as `file:line:col: message`.
