@@ -7,9 +7,9 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::error::AuthError;
 use crate::auth::Identity;
 use crate::config::IdentitySettings;
-use crate::error::AuthError;
 
 /// Lowercases `name` and reads `_` as `-`.
 pub fn normalize_header_name(name: &str) -> String {

@@ -39,14 +39,17 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod api_keys;
 pub mod assertion;
 pub mod auth;
 pub mod calendar;
 pub mod clock;
 pub mod config;
+pub mod diagnostic;
 pub mod error;
 pub mod fingerprint;
 pub mod identity;
+pub mod key_material;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
@@ -54,6 +57,7 @@ pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod strict_json;
 pub mod token_service;
 
 use bytes::Bytes;

@@ -1,6 +1,6 @@
-//! The outbound connector shared by upstream pools and key fetching: TCP with a connect
+//! The outbound connector shared by upstream pools and key fetching (TCP with a connect
 //! timeout, then TLS through rustls on aws-lc-rs for `https://`, trusting the operating
-//! system's roots plus any CA the configuration adds.
+//! system's roots plus any CA the configuration adds), and how its failures are described.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -51,4 +51,16 @@ fn system_roots() -> &'static RootCertStore {
         roots.add_parsable_certificates(found.certs);
         roots
     })
+}
+
+/// The error with its causes, `a: b: c`, for logs.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(e) = current {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        current = e.source();
+    }
+    text
 }

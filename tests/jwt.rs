@@ -455,7 +455,10 @@ async fn oidc_discovery_finds_the_keys_and_refuses_a_document_for_another_issuer
     assert_eq!(reply.status(), 503);
     // /readyz says which issuer the document named and which was expected.
     let readyz = support::get(&format!("http://{}/readyz", gateway.admin.unwrap())).await;
-    let waiting = readyz.json()["waiting_for"][0].as_str().unwrap_or_default().to_string();
+    let waiting = readyz.json()["waiting_for"][0]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         waiting.contains("names issuer \"https://someone-else.test/\"")
             && waiting.contains(&format!("not the configured \"{}\"", impostor.url())),

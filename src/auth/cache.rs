@@ -34,10 +34,7 @@ pub struct TokenCache {
 
 /// The cache key of a token.
 pub fn token_hash(token: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(digest.as_ref());
-    key
+    crate::key_material::sha256(token.as_bytes())
 }
 
 impl TokenCache {

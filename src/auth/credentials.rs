@@ -8,7 +8,7 @@
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
-use crate::error::AuthError;
+use super::error::AuthError;
 
 /// The bearer token of a request, if it carries one; an error if it carries a malformed one or
 /// more than one.

@@ -7,16 +7,17 @@
 //! the signature with the issuer's keys (an unknown `kid` may trigger one shared, rate-limited
 //! refetch); validate the claims; check the route's scopes.
 
-pub mod api_keys;
+pub use crate::api_keys;
 pub mod cache;
 pub mod credentials;
 pub mod diagnose;
+pub mod error;
 pub mod jwt;
 pub mod key_store;
-pub mod keys;
+pub use crate::key_material as keys;
 pub mod mint;
 pub mod remote;
-pub mod strict_json;
+pub use crate::strict_json;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +26,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::HeaderMap;
 
 use crate::config::{ApiKeySettings, AuthRequirement, IssuerSettings, KeySource};
-use crate::error::{Accepted, AuthError};
 use api_keys::KeyEntry;
 use cache::{TokenCache, Verified};
+use error::{Accepted, AuthError};
 use jwt::{ClaimRules, JwtError};
 use key_store::KeyStore;
 use keys::KeySet;

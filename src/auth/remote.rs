@@ -311,10 +311,11 @@ impl RemoteKeys {
             .body(Empty::new())
             .map_err(|e| e.to_string())?;
         let exchange = async {
-            let response =
-                self.client.request(request).await.map_err(|e| {
-                    format!("GET {uri}: {}", crate::proxy::upstream::error_chain(&e))
-                })?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("GET {uri}: {}", crate::outbound::error_chain(&e)))?;
             if response.status().is_redirection() {
                 return Err(format!(
                     "GET {uri}: answered {} (redirects are not followed)",

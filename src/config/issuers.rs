@@ -15,7 +15,7 @@ use toml::Spanned;
 
 use super::raw::{RawIssuer, Text};
 use super::Validator;
-use crate::auth::keys::{self, KeySet, Origin, VerificationKey};
+use crate::key_material::{self as keys, KeySet, Origin, VerificationKey};
 
 /// One validated `[[issuers]]` entry.
 #[derive(Debug, Clone)]
@@ -264,7 +264,7 @@ impl Validator<'_> {
                 let parsed = std::fs::read(&file)
                     .map_err(|e| e.to_string())
                     .and_then(|bytes| {
-                        crate::auth::strict_json::parse(&bytes)
+                        crate::strict_json::parse(&bytes)
                             .map_err(|e| format!("not valid JSON: {e}"))
                     })
                     .and_then(|document| KeySet::from_jwks(&document, Origin::Local, &algorithms));

@@ -9,7 +9,6 @@
 //! first, each as `file:line:col: message`.
 
 mod issuers;
-mod location;
 mod plans;
 mod raw;
 mod token_service;
@@ -30,13 +29,13 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::auth::api_keys::KeyTable;
+use crate::api_keys::KeyTable;
 
+pub use crate::diagnostic::{line_and_column, unknown_plan, ConfigErrors, Diagnostic};
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
-pub use location::{line_and_column, ConfigErrors, Diagnostic};
 pub use plans::{
-    parse_quota, parse_rate, unknown_plan, ConsumerSettings, Plan, Quota, QuotaWindow, Rate,
-    RateLimit, DEFAULT_DATA_DIR,
+    parse_quota, parse_rate, ConsumerSettings, Plan, Quota, QuotaWindow, Rate, RateLimit,
+    DEFAULT_DATA_DIR,
 };
 use raw::{RawConfig, Text};
 pub use token_service::{
@@ -637,7 +636,7 @@ impl Validator<'_> {
                 (k.into_inner(), span)
             })
             .collect();
-        let inline = match crate::auth::api_keys::build(entries, self.file, self.source, &plans) {
+        let inline = match crate::api_keys::build(entries, self.file, self.source, &plans) {
             Ok(table) => table,
             Err(diagnostics) => {
                 self.errors.extend(diagnostics);
@@ -652,7 +651,7 @@ impl Validator<'_> {
             }
         }
         let table = match &file {
-            Some(path) => match crate::auth::api_keys::load_file(path, &plans) {
+            Some(path) => match crate::api_keys::load_file(path, &plans) {
                 Ok(table) => table.merged_with(&inline),
                 Err(diagnostics) => {
                     self.errors.extend(diagnostics);

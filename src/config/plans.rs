@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::raw::{RawConfig, RawPlan, Text};
 use super::Validator;
+use crate::diagnostic::unknown_plan;
 
 /// A sustained rate: `count` requests per `period` ("10/s", "600/m", "3600/h").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,19 +326,6 @@ fn default_data_dir(
         return PathBuf::from(first);
     }
     base_dir.join(DEFAULT_DATA_DIR)
-}
-
-/// The message for a plan name no `[plans.NAME]` defines.
-pub fn unknown_plan<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
-    let known: Vec<&str> = known.map(String::as_str).collect();
-    if known.is_empty() {
-        format!("plan `{name}` is not defined: add a [plans.{name}] table")
-    } else {
-        format!(
-            "plan `{name}` is not defined in [plans] (defined: {})",
-            known.join(", ")
-        )
-    }
 }
 
 #[cfg(test)]

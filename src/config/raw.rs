@@ -115,7 +115,7 @@ pub struct RawApiKeys {
     pub header: Option<Text>,
     pub file: Option<Text>,
     #[serde(default)]
-    pub keys: Vec<Spanned<crate::auth::api_keys::RawKey>>,
+    pub keys: Vec<Spanned<crate::api_keys::RawKey>>,
 }
 
 /// `[server]`.

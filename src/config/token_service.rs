@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::issuers::published_key;
 use super::raw::{RawTokenService, Text};
 use super::{IssuerSettings, KeySource, Provision, SigningKey, Validator};
-use crate::auth::keys::{self, KeySet, VerificationKey};
+use crate::key_material::{self as keys, KeySet, VerificationKey};
 use crate::token_service::passwords::SecretHash;
 use crate::token_service::users::{self, UserTable};
 

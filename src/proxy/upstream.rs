@@ -21,6 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::clock::monotonic_ms;
 use crate::config::{Target, UpstreamSettings};
 use crate::error::GatewayError;
+use crate::outbound::error_chain;
 use crate::{empty_body, Body};
 
 /// One upstream with its connection pool.
@@ -160,16 +161,4 @@ fn has_source<T: std::error::Error + 'static>(error: &(dyn std::error::Error + '
         current = e.source();
     }
     false
-}
-
-/// The error with its causes, `a: b: c`, for logs.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut current = error.source();
-    while let Some(e) = current {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        current = e.source();
-    }
-    text
 }

@@ -479,6 +479,15 @@ impl KeySet {
     }
 }
 
+/// The SHA-256 of `bytes`: how credentials (tokens, API keys) are remembered without being
+/// kept.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut hash = [0u8; 32];
+    hash.copy_from_slice(digest.as_ref());
+    hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,6 @@
-//! Config diagnostics: a message tied to a place in a file, printed as `file:line:col: message`.
+//! Diagnostics of the files the gateway reads (gateway.toml, the keys file, the users file): a
+//! message tied to a place, printed as `file:line:col: message`, and the messages several of
+//! those files share. A leaf: the config and the loaders below it all report through it.
 
 use std::fmt;
 use std::ops::Range;
@@ -99,6 +101,19 @@ pub fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = before[line_start..].chars().count() + 1;
     (line, column)
+}
+
+/// The message for a plan name no `[plans.NAME]` defines.
+pub fn unknown_plan<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&str> = known.map(String::as_str).collect();
+    if known.is_empty() {
+        format!("plan `{name}` is not defined: add a [plans.{name}] table")
+    } else {
+        format!(
+            "plan `{name}` is not defined in [plans] (defined: {})",
+            known.join(", ")
+        )
+    }
 }
 
 #[cfg(test)]

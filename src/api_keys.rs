@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::{line_and_column, Diagnostic};
+use crate::diagnostic::{line_and_column, unknown_plan, Diagnostic};
 
 /// The fixed prefix of every key.
 pub const PREFIX: &str = "agk_";
@@ -73,7 +73,7 @@ pub fn well_formed(key: &str) -> bool {
 
 /// SHA-256 of a key: what the keys file stores and the table is keyed by.
 pub fn digest(key: &str) -> [u8; 32] {
-    super::cache::token_hash(key)
+    crate::key_material::sha256(key.as_bytes())
 }
 
 /// The `sha256:` form of a key's digest, as written in the keys file.
@@ -272,7 +272,7 @@ pub fn build(
             error(format!(
                 "key `{}`: {}",
                 raw.id,
-                crate::config::unknown_plan(plan, plans.iter())
+                unknown_plan(plan, plans.iter())
             ));
             continue;
         }
