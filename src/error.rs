@@ -158,6 +158,10 @@ pub enum GatewayError {
     /// The request body is larger than `max_body`.
     #[error("the request body is larger than the gateway accepts")]
     BodyTooLarge,
+    /// The request uses a feature of HTTP the gateway does not forward (a transfer coding
+    /// other than chunked).
+    #[error("{0}")]
+    NotImplemented(&'static str),
     /// No connection to any target could be opened.
     #[error("the upstream could not be reached")]
     UpstreamUnreachable,
@@ -176,9 +180,10 @@ impl GatewayError {
     /// Whose fault this is.
     pub fn fault(&self) -> Fault {
         match self {
-            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::BodyTooLarge => {
-                Fault::Client
-            }
+            GatewayError::NoRoute
+            | GatewayError::BadRequest(_)
+            | GatewayError::BodyTooLarge
+            | GatewayError::NotImplemented(_) => Fault::Client,
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
@@ -193,6 +198,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -213,6 +219,7 @@ impl GatewayError {
             GatewayError::NoRoute => "not_found",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::BodyTooLarge => "request_too_large",
+            GatewayError::NotImplemented(_) => "not_implemented",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Auth(AuthError::Missing) => "unauthorized",
@@ -277,6 +284,12 @@ mod tests {
             assert_eq!(error.fault(), Fault::Client);
             assert!(error.status().is_client_error());
         }
+        // 501 is a 5xx by number, but what it refuses is the client's request.
+        assert_eq!(GatewayError::NotImplemented("x").fault(), Fault::Client);
+        assert_eq!(
+            GatewayError::NotImplemented("x").status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
         for error in [
             GatewayError::UpstreamUnreachable,
             GatewayError::UpstreamFailed,

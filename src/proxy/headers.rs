@@ -18,8 +18,10 @@ use ipnet::IpNet;
 
 /// Headers that only concern one hop, whatever `Connection` says. Kept as `HeaderName`s so
 /// removing them hashes a ready name instead of parsing a string for each of them per request.
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
+    // The settings of an h2c upgrade (RFC 9113 §3.2.1, connection-specific), never passed on.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     PROXY_AUTHENTICATE,
