@@ -135,6 +135,13 @@ impl AuthError {
     }
 }
 
+/// The client's request body failed while it streamed to the upstream: a malformed chunked
+/// coding (bad size, overflow, bare LF) or a connection lost mid-body. Wrapped around the
+/// body's own error so that the upstream exchange it breaks is not blamed on the upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is malformed or was cut off")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 /// Who caused a failure; decides 4xx against 5xx and which log level it deserves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

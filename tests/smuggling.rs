@@ -253,3 +253,42 @@ fn check_refuses_h2c_and_non_tokens_in_upgrades() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_400_not_an_upstream_error() {
+    let up = raw_upstream::start().await;
+    let config = format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[[routes]]\nid = \"chunked-body\"\nupstream = \"{}\"\npublic = true\n",
+        up.url()
+    );
+    let gateway = start_gateway(&config).await;
+    for (what, body) in [
+        ("bad size", "zz\r\nhello\r\n0\r\n\r\n"),
+        ("overflow", "fffffffffffffffff\r\nhello\r\n0\r\n\r\n"),
+        ("bare LF", "5\nhello\n0\n\n"),
+    ] {
+        let request =
+            format!("POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        let response = raw_request(gateway.http.unwrap(), request.as_bytes()).await;
+        assert_eq!(status(&response), "400", "{what}: {response}");
+        assert!(
+            response.contains("\"error\":\"invalid_request\""),
+            "{what}: {response}"
+        );
+    }
+    let metrics = support::get(&format!("http://{}/metrics", gateway.admin.unwrap())).await;
+    let page = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        !page
+            .lines()
+            .any(|l| l.starts_with("authgate_upstream_errors_total") && l.contains("chunked-body")),
+        "a client's broken body was counted against the upstream:\n{page}"
+    );
+    assert!(
+        page.lines()
+            .any(|l| l.starts_with("authgate_requests_total")
+                && l.contains("route=\"chunked-body\"")
+                && l.contains("status=\"400\"")),
+        "{page}"
+    );
+}

@@ -260,8 +260,11 @@ async fn forward<'s>(
 
     // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
     *request.version_mut() = Version::HTTP_11;
-    let request = request
-        .map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
+    // A body that breaks on the client's side is the client's fault, not the upstream's.
+    let request = request.map(|body| {
+        let body = body.map_err(crate::error::ClientBodyError);
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed()
+    });
     if exchange.logged {
         exchange.upstream = Some(upstream.settings().name.clone());
     }
@@ -269,7 +272,7 @@ async fn forward<'s>(
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",
             GatewayError::UpstreamTimeout => "timeout",
-            GatewayError::BodyTooLarge => return,
+            GatewayError::BodyTooLarge | GatewayError::BadRequest(_) => return,
             _ => "failed",
         };
         crate::metrics::upstream_error(&route.label, kind);
