@@ -292,3 +292,33 @@ async fn a_malformed_chunked_body_is_the_clients_400_not_an_upstream_error() {
         "{page}"
     );
 }
+
+#[tokio::test]
+async fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_field() {
+    let up = raw_upstream::start().await;
+    let gateway = gateway(&up, "").await;
+    let tcp = tokio::net::TcpStream::connect(gateway.http.unwrap())
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get("http://t/cookies")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .header("cookie", "c=3")
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let received = up.wait_for("\r\n\r\n").await;
+    let cookies: Vec<&str> = received
+        .split("\r\n")
+        .filter(|line| line.to_ascii_lowercase().starts_with("cookie:"))
+        .collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2; c=3"], "{received}");
+}

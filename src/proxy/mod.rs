@@ -217,8 +217,13 @@ async fn forward<'s>(
     let client_upgrade = head.upgrade.then(|| hyper::upgrade::on(&mut request));
 
     // Rewrite for the upstream: hop-by-hop out, forwarding headers and request id in.
+    let http2 = request.version() == Version::HTTP_2;
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers, client_upgrade.is_some());
+    if http2 {
+        // The upstream speaks HTTP/1.1, where cookie crumbs must be one field.
+        headers::join_cookie_crumbs(headers);
+    }
     headers::set_forwarding(
         headers,
         headers::Hop {
