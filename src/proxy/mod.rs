@@ -285,12 +285,13 @@ async fn forward<'s>(
 
     // An upstream may switch only to an allowed protocol (the client offered nothing else).
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let allowed = response
-        .headers()
-        .get(http::header::UPGRADE)
-        .is_some_and(|protocol| {
-            validate::offers_only(protocol.as_bytes(), &snapshot.config.server.upgrades)
-        });
+    let allowed = switching
+        && response
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(|protocol| {
+                validate::offers_only(protocol.as_bytes(), &snapshot.config.server.upgrades)
+            });
     match client_upgrade {
         Some(client_upgrade) if switching && allowed => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
