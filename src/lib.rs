@@ -31,6 +31,8 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod metrics;
 pub mod outbound;
