@@ -154,45 +154,47 @@ async fn an_h2c_upgrade_is_declined_so_no_tunnel_carries_unjudged_requests() {
     assert!(!received.contains("/protected"), "{received}");
 }
 
+/// Sends an upgrade request for `path` offering `protocol`; the status, and what the upstream
+/// received for it.
+async fn upgrade(
+    gateway: &TestGateway,
+    up: &RawUpstream,
+    path: &str,
+    protocol: &str,
+) -> (String, String) {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: {protocol}\r\n\r\n"
+    );
+    let response = raw_request(gateway.http.unwrap(), request.as_bytes()).await;
+    let received = up.wait_for(&format!("GET {path} ")).await;
+    (status(&response).to_string(), received)
+}
+
 #[tokio::test]
 async fn an_upgrade_to_a_protocol_not_configured_is_declined() {
     let up = raw_upstream::start().await;
     // The default: websocket only.
     let gateway = gateway(&up, "").await;
-    let response = raw_request(
-        gateway.http.unwrap(),
-        b"GET /irc HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: irc/6.9\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status(&response), "200", "{response}");
-    let received = up.wait_for("GET /irc").await;
+    let (status, received) = upgrade(&gateway, &up, "/irc", "irc/6.9").await;
+    assert_eq!(status, "200");
     assert!(
         !received.to_ascii_lowercase().contains("upgrade"),
         "{received}"
     );
 
     // An allowed one passes, and its 101 reaches the client.
-    let response = raw_request(
-        gateway.http.unwrap(),
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status(&response), "101", "{response}");
-    assert!(up
-        .wait_for("GET /ws")
-        .await
-        .contains("\r\nupgrade: websocket\r\n"));
+    let (status, received) = upgrade(&gateway, &up, "/ws", "websocket").await;
+    assert_eq!(status, "101");
+    assert!(
+        received.contains("\r\nupgrade: websocket\r\n"),
+        "{received}"
+    );
 
     // `upgrades = []` allows none.
     let up = raw_upstream::start().await;
     let gateway = self::gateway(&up, "upgrades = []").await;
-    let response = raw_request(
-        gateway.http.unwrap(),
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status(&response), "200", "{response}");
-    let received = up.wait_for("GET /ws").await;
+    let (status, received) = upgrade(&gateway, &up, "/ws", "websocket").await;
+    assert_eq!(status, "200");
     assert!(
         !received.to_ascii_lowercase().contains("upgrade"),
         "{received}"
