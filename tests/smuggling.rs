@@ -38,15 +38,32 @@ upstream = "{url}"
     start_gateway(&config).await
 }
 
-/// Sends a GET for `uri` (its authority becomes `:authority`) and waits for the status.
-async fn h2_status(client: &mut h2::client::SendRequest<bytes::Bytes>, uri: &str) -> u16 {
-    let request = http::Request::get(uri).body(()).unwrap();
+/// An HTTP/2 client (prior knowledge) connected to the gateway.
+async fn h2_client(gateway: &TestGateway) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(gateway.http.unwrap())
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    client.ready().await.unwrap()
+}
+
+/// Sends `request` (its authority becomes `:authority`) and waits for the status.
+async fn h2_send(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    request: http::Request<()>,
+) -> u16 {
     let (response, _) = client.send_request(request, true).unwrap();
     let response = tokio::time::timeout(std::time::Duration::from_secs(5), response)
         .await
         .unwrap()
         .unwrap();
     response.status().as_u16()
+}
+
+/// Sends a GET for `uri` (its authority becomes `:authority`) and waits for the status.
+async fn h2_status(client: &mut h2::client::SendRequest<bytes::Bytes>, uri: &str) -> u16 {
+    h2_send(client, http::Request::get(uri).body(()).unwrap()).await
 }
 
 fn status(response: &str) -> &str {
@@ -98,12 +115,7 @@ async fn a_host_that_is_not_one_bare_host_is_refused_before_routing() {
 async fn userinfo_in_an_http2_authority_is_refused() {
     let up = raw_upstream::start().await;
     let gateway = gateway(&up, "").await;
-    let tcp = tokio::net::TcpStream::connect(gateway.http.unwrap())
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2_client(&gateway).await;
     assert_eq!(
         h2_status(&mut client, "http://x@internal.example/x").await,
         400
@@ -299,24 +311,14 @@ async fn a_malformed_chunked_body_is_the_clients_400_not_an_upstream_error() {
 async fn http2_cookie_crumbs_reach_an_http1_upstream_as_one_field() {
     let up = raw_upstream::start().await;
     let gateway = gateway(&up, "").await;
-    let tcp = tokio::net::TcpStream::connect(gateway.http.unwrap())
-        .await
-        .unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(connection);
-    let mut client = client.ready().await.unwrap();
+    let mut client = h2_client(&gateway).await;
     let request = http::Request::get("http://t/cookies")
         .header("cookie", "a=1")
         .header("cookie", "b=2")
         .header("cookie", "c=3")
         .body(())
         .unwrap();
-    let (response, _) = client.send_request(request, true).unwrap();
-    let response = tokio::time::timeout(std::time::Duration::from_secs(5), response)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(h2_send(&mut client, request).await, 200);
     let received = up.wait_for("\r\n\r\n").await;
     let cookies: Vec<&str> = received
         .split("\r\n")

@@ -1,6 +1,6 @@
-//! Connection activity tracking for the idle and header timeouts: an IO wrapper that records
-//! when bytes last moved and when a request head started arriving, and a guard that counts
-//! requests in flight.
+//! Connection activity tracking for the idle and header timeouts: an IO wrapper ([`Observed`])
+//! that records when bytes last moved and when a request head started arriving, and a guard
+//! that counts requests in flight.
 //!
 //! - Idle: no request in flight and nothing moved for `idle_timeout`.
 //! - Header timeout: a request head is in progress, and `header_timeout` later it is still not
@@ -155,21 +155,44 @@ impl Drop for InFlight {
     }
 }
 
-/// Wraps a connection's IO, noting every read or write that moves bytes.
-#[derive(Debug)]
-pub struct TrackedIo<T> {
-    inner: T,
-    activity: Arc<Activity>,
+/// What an [`Observed`] IO wrapper tells about the bytes that move.
+pub trait Observer {
+    /// `bytes` were read from the client.
+    fn read(&mut self, bytes: &[u8]);
+    /// Bytes were written to the client.
+    fn wrote(&mut self);
 }
 
-impl<T> TrackedIo<T> {
-    /// Tracks `inner` into `activity`.
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        TrackedIo { inner, activity }
+/// A connection's IO, passed through unchanged, with every read and write that moves bytes
+/// reported to an [`Observer`].
+#[derive(Debug)]
+pub struct Observed<T, O> {
+    inner: T,
+    observer: O,
+}
+
+impl<T, O> Observed<T, O> {
+    /// Reports `inner`'s traffic to `observer`.
+    pub fn new(inner: T, observer: O) -> Self {
+        Observed { inner, observer }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+/// IO whose traffic is noted in its connection's [`Activity`] (below TLS, so handshake bytes
+/// count too).
+pub type TrackedIo<T> = Observed<T, Arc<Activity>>;
+
+impl Observer for Arc<Activity> {
+    fn read(&mut self, _bytes: &[u8]) {
+        self.received();
+    }
+
+    fn wrote(&mut self) {
+        self.touch();
+    }
+}
+
+impl<T: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for Observed<T, O> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -178,13 +201,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.received();
+            self.observer.read(&buf.filled()[before..]);
         }
         result
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+impl<T: AsyncWrite + Unpin, O: Observer + Unpin> AsyncWrite for Observed<T, O> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -192,7 +215,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.observer.wrote();
         }
         result
     }
@@ -204,7 +227,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.observer.wrote();
         }
         result
     }

@@ -14,14 +14,9 @@
 //! frames are only measured, never changed or buffered: the wrapper skips over payloads, so its
 //! cost is a few comparisons per frame.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-use super::activity::Activity;
+use super::activity::{Activity, Observed, Observer};
 
 /// The client connection preface (RFC 9113 §3.4), which precedes the first frame.
 const PREFACE_LEN: usize = 24;
@@ -135,74 +130,37 @@ impl Frames {
     }
 }
 
-/// Wraps an HTTP/2 connection's IO (above TLS), timing request heads into `activity`.
+/// An HTTP/2 connection's IO (above TLS), with request heads timed into its [`Activity`].
+pub type FrameClock<T> = Observed<T, HeadTimer>;
+
+/// Follows the frames read and reports heads to the connection's [`Activity`].
 #[derive(Debug)]
-pub struct FrameClock<T> {
-    inner: T,
+pub struct HeadTimer {
     activity: Arc<Activity>,
     frames: Frames,
 }
 
-impl<T> FrameClock<T> {
-    /// Follows the frames read from `inner`; the connection's first head is already pending in
-    /// `activity`.
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        FrameClock {
-            inner,
+impl HeadTimer {
+    /// A timer for a connection whose first head is already pending in `activity`.
+    pub fn new(activity: Arc<Activity>) -> Self {
+        HeadTimer {
             activity,
             frames: Frames::new(),
         }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for FrameClock<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let this = &mut *self;
-            match this.frames.feed(&buf.filled()[before..]) {
-                Change::Same => {}
-                Change::Began => this.activity.head_began(),
-                Change::Ended => this.activity.head_ended(),
-            }
+impl Observer for HeadTimer {
+    fn read(&mut self, bytes: &[u8]) {
+        match self.frames.feed(bytes) {
+            Change::Same => {}
+            Change::Began => self.activity.head_began(),
+            Change::Ended => self.activity.head_ended(),
         }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for FrameClock<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, data)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    /// Writes are the gateway's; idleness is [`super::activity::TrackedIo`]'s to note.
+    fn wrote(&mut self) {}
 }
 
 #[cfg(test)]

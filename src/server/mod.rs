@@ -418,7 +418,7 @@ async fn serve_connection<I>(
         // state is several times an HTTP/1 one's, which should not pay for it.
         Protocol::Http2 => {
             // Frames are followed above TLS, so that each stream's headers are timed too.
-            let io = h2_frames::FrameClock::new(io, activity.clone());
+            let io = h2_frames::FrameClock::new(io, h2_frames::HeadTimer::new(activity.clone()));
             let connection = shared.http2.serve_connection(TokioIo::new(io), service);
             Box::pin(watchdog.watch(connection, |c| c.graceful_shutdown())).await
         }
