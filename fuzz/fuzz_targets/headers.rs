@@ -27,7 +27,7 @@ fn stripper() -> &'static IdentityStripper {
     static STRIPPER: OnceLock<IdentityStripper> = OnceLock::new();
     STRIPPER.get_or_init(|| {
         let config = Config::parse(
-            "[identity]\nstrip = [\"X-Auth-\", \"X-User\"]\nclaims = { email = \"X-Email\" }\n",
+            "[server]\nhttp = \"127.0.0.1:0\"\n\n[identity]\nstrip = [\"X-Auth-\", \"X-User\"]\nclaims = { email = \"X-Email\" }\n",
             Path::new("gateway.toml"),
         )
         .expect("the fixture config is valid");
