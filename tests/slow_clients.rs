@@ -202,3 +202,47 @@ async fn a_slow_http1_first_request_head_is_closed_after_the_header_timeout() {
         "closed too early: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed_after_the_header_timeout(
+) {
+    support::install_crypto();
+    let ca = support::certs::TestCa::new();
+    let leaf = ca.issue(&["a.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    support::write_file(dir.path(), "a.pem", &leaf.cert_pem);
+    support::write_file(dir.path(), "a-key.pem", &leaf.key_pem);
+    let config = "[server]\nhttps = \"127.0.0.1:0\"\nheader_timeout = \"1s\"\nidle_timeout = \"60s\"\n\n[[tls.certificates]]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n";
+    let gateway = support::start_gateway_in(dir, config).await;
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let connector =
+            tokio_rustls::TlsConnector::from(std::sync::Arc::new(ca.client_config(&[alpn])));
+        let tcp = TcpStream::connect(gateway.https.unwrap()).await.unwrap();
+        let mut tls = connector
+            .connect(support::certs::server_name("a.test"), tcp)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let mut buffer = [0u8; 4096];
+        let closed = loop {
+            let left = BOUND.checked_sub(started.elapsed());
+            let Some(left) = left else { break None };
+            match tokio::time::timeout(left, tls.read(&mut buffer)).await {
+                Err(_) => break None,
+                Ok(Ok(0)) | Ok(Err(_)) => break Some(started.elapsed()),
+                // The server's own frames (HTTP/2 SETTINGS).
+                Ok(Ok(_)) => {}
+            }
+        };
+        let took = closed.unwrap_or_else(|| {
+            panic!(
+                "a silent TLS connection ({}) held its slot past 5 s",
+                String::from_utf8_lossy(alpn)
+            )
+        });
+        assert!(
+            took >= Duration::from_millis(800),
+            "closed too early: {took:?}"
+        );
+    }
+}
