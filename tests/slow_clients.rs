@@ -87,16 +87,25 @@ async fn send_until_closed(
     None
 }
 
+/// Asserts that the connection was closed within `BOUND` (else fails with `what`), and not
+/// before the 1 s header timeout could have passed.
+fn closed_in_time(took: Option<Duration>, what: &str) {
+    let took = took.unwrap_or_else(|| panic!("{what}"));
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed too early: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     let gateway = start_gateway(CONFIG).await;
     let mut stream = TcpStream::connect(gateway.http.unwrap()).await.unwrap();
     let started = Instant::now();
     let took = closed_within_bound(&mut stream, started).await;
-    let took = took.expect("a silent connection held its slot past 5 s (idle_timeout is 60 s)");
-    assert!(
-        took >= Duration::from_millis(800),
-        "closed too early: {took:?}"
+    closed_in_time(
+        took,
+        "a silent connection held its slot past 5 s (idle_timeout is 60 s)",
     );
 }
 
@@ -113,10 +122,9 @@ async fn an_http2_connection_that_sends_no_request_is_closed_after_the_header_ti
     let closed = send_until_closed(&mut stream, pings)
         .await
         .map(|_| started.elapsed());
-    let took = closed.expect("an HTTP/2 connection without a request held its slot past 5 s");
-    assert!(
-        took >= Duration::from_millis(800),
-        "closed too early: {took:?}"
+    closed_in_time(
+        closed,
+        "an HTTP/2 connection without a request held its slot past 5 s",
     );
 }
 
@@ -146,10 +154,9 @@ async fn an_http2_stream_whose_headers_trickle_is_closed_after_the_header_timeou
     }
     // The next stream's HEADERS, at one byte per 200 ms, would take 16 s to complete.
     let took = trickle_until_closed(&mut stream, &get_headers(3, 60)).await;
-    let took = took.expect("a trickled HEADERS frame held the connection past 5 s");
-    assert!(
-        took >= Duration::from_millis(800),
-        "closed too early: {took:?}"
+    closed_in_time(
+        took,
+        "a trickled HEADERS frame held the connection past 5 s",
     );
 }
 
@@ -196,10 +203,9 @@ async fn a_slow_http1_first_request_head_is_closed_after_the_header_timeout() {
     let mut stream = TcpStream::connect(gateway.http.unwrap()).await.unwrap();
     let head = b"GET / HTTP/1.1\r\nHost: t\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
     let took = trickle_until_closed(&mut stream, head).await;
-    let took = took.expect("a trickled first request head held the connection past 5 s");
-    assert!(
-        took >= Duration::from_millis(800),
-        "closed too early: {took:?}"
+    closed_in_time(
+        took,
+        "a trickled first request head held the connection past 5 s",
     );
 }
 
@@ -234,15 +240,12 @@ async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed_after
                 Ok(Ok(_)) => {}
             }
         };
-        let took = closed.unwrap_or_else(|| {
-            panic!(
+        closed_in_time(
+            closed,
+            &format!(
                 "a silent TLS connection ({}) held its slot past 5 s",
                 String::from_utf8_lossy(alpn)
-            )
-        });
-        assert!(
-            took >= Duration::from_millis(800),
-            "closed too early: {took:?}"
+            ),
         );
     }
 }
