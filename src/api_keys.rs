@@ -91,6 +91,10 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 {
         return None;
     }
+    // `from_str_radix` alone would take a sign: `+a` is not two hex digits.
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     let mut digest = [0u8; 32];
     for (i, byte) in digest.iter_mut().enumerate() {
         *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
@@ -299,6 +303,19 @@ pub fn build(
     }
 }
 
+/// The entries of a keys file by the full TOML parser, each with its place.
+pub(crate) fn parse_full(source: &str) -> Result<Vec<(RawKey, Range<usize>)>, toml::de::Error> {
+    let parsed: RawKeysFile = toml::from_str(source)?;
+    Ok(parsed
+        .keys
+        .into_iter()
+        .map(|k| {
+            let span = k.span();
+            (k.into_inner(), span)
+        })
+        .collect())
+}
+
 /// Reads a keys file into a table.
 ///
 /// Files as `authgate keys new` writes them (`[[keys]]` headers, `name = value` lines with
@@ -314,37 +331,33 @@ pub fn load_file(path: &Path, plans: &[String]) -> Result<KeyTable, Vec<Diagnost
     })?;
     let entries = match fast::parse(&source) {
         Some(entries) => entries,
-        None => {
-            let parsed: RawKeysFile = toml::from_str(&source).map_err(|e| {
-                let (line, column) = line_and_column(&source, e.span().map_or(0, |s| s.start));
-                vec![Diagnostic {
-                    file: path.to_path_buf(),
-                    line,
-                    column,
-                    message: e.message().trim().to_string(),
-                }]
-            })?;
-            parsed
-                .keys
-                .into_iter()
-                .map(|k| {
-                    let span = k.span();
-                    (k.into_inner(), span)
-                })
-                .collect()
-        }
+        None => parse_full(&source).map_err(|e| {
+            let (line, column) = line_and_column(&source, e.span().map_or(0, |s| s.start));
+            vec![Diagnostic {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }]
+        })?,
     };
     build(entries, path, &source, plans)
 }
 
 /// The fast path of [`load_file`]: the subset of TOML that keys files are written in.
-mod fast {
+pub(crate) mod fast {
     use std::ops::Range;
 
     use super::RawKey;
 
+    /// TOML's whitespace: space and tab, not the rest of Unicode's (which `str::trim` takes).
+    const WS: [char; 2] = [' ', '\t'];
+
     /// The entries, or `None` when the text leaves the subset (the full parser takes over).
-    pub fn parse(source: &str) -> Option<Vec<(RawKey, Range<usize>)>> {
+    /// Whatever this accepts, TOML reads the same way: lines end in LF or CRLF (a CR elsewhere
+    /// is TOML's error to report), only spaces and tabs are whitespace, and a comment holds no
+    /// control character but tab.
+    pub(crate) fn parse(source: &str) -> Option<Vec<(RawKey, Range<usize>)>> {
         // `authgate keys new` entries are about 200 bytes.
         let mut entries = Vec::with_capacity(source.len() / 200 + 1);
         let mut current: Option<(Fields, usize)> = None;
@@ -352,8 +365,23 @@ mod fast {
         for line in source.split_inclusive('\n') {
             let start = offset;
             offset += line.len();
-            let text = line.trim();
-            if text.is_empty() || text.starts_with('#') {
+            let body = line
+                .strip_suffix('\n')
+                .map_or(line, |l| l.strip_suffix('\r').unwrap_or(l));
+            if body.contains('\r') {
+                return None;
+            }
+            let text = body.trim_matches(WS);
+            if text.is_empty() {
+                continue;
+            }
+            if let Some(comment) = text.strip_prefix('#') {
+                if comment
+                    .chars()
+                    .any(|c| c != '\t' && (c < ' ' || c == '\u{7f}'))
+                {
+                    return None;
+                }
                 continue;
             }
             if text == "[[keys]]" {
@@ -362,13 +390,13 @@ mod fast {
                 }
                 current = Some((
                     Fields::default(),
-                    start + (line.len() - line.trim_start().len()),
+                    start + (line.len() - line.trim_start_matches(WS).len()),
                 ));
                 continue;
             }
             let (fields, _) = current.as_mut()?;
             let (name, value) = text.split_once('=')?;
-            fields.set(name.trim(), value.trim())?;
+            fields.set(name.trim_matches(WS), value.trim_matches(WS))?;
         }
         if let Some((fields, at)) = current {
             entries.push((fields.finish()?, at..at + 8));
@@ -428,16 +456,16 @@ mod fast {
             .then(|| inner.to_string())
     }
 
-    /// `["a", "b"]`.
+    /// `["a", "b"]`, with at most one trailing comma (`["a",,]` is TOML's error).
     fn strings(value: &str) -> Option<Vec<String>> {
-        let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim();
+        let inner = value.strip_prefix('[')?.strip_suffix(']')?.trim_matches(WS);
         if inner.is_empty() {
             return Some(Vec::new());
         }
+        let inner = inner.strip_suffix(',').unwrap_or(inner);
         inner
-            .trim_end_matches(',')
             .split(',')
-            .map(|item| string(item.trim()))
+            .map(|item| string(item.trim_matches(WS)))
             .collect()
     }
 }
@@ -667,5 +695,62 @@ mod tests {
             );
             assert_eq!(entry.scopes, ["a", "b"]);
         }
+    }
+
+    /// Inputs on which the fast parser once read a file TOML refuses (or a hash the format
+    /// refuses): each must now be refused, as the full parser refuses it.
+    #[test]
+    fn the_fast_path_accepts_nothing_toml_refuses() {
+        let (_, entry) = new_entry(Some("k"), "svc", &["a".into()], &[], None).unwrap();
+        let hash_line = entry.lines().find(|l| l.starts_with("hash")).unwrap();
+        let base =
+            |extra: &str| format!("[[keys]]\nid = \"k\"\n{hash_line}\nsubject = \"svc\"\n{extra}");
+        let cases = [
+            (
+                "control character in a comment",
+                format!("# a\u{1}b\n{}", base("")),
+            ),
+            ("DEL in a comment", format!("#\u{7f}\n{}", base(""))),
+            ("no-break space before `=`", base("disabled\u{a0}= true\n")),
+            (
+                "ideographic space after a value",
+                base("disabled = true\u{3000}\n"),
+            ),
+            (
+                "next line in a header",
+                format!("[[keys]]\u{85}\nid = \"k\"\n{hash_line}\nsubject = \"svc\"\n"),
+            ),
+            ("doubled commas", base("scopes = [\"a\",,]\n")),
+            ("bare CR", base("disabled = true\r")),
+            ("bare CR mid-line", base("disabled = true\r \n")),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        for (what, text) in &cases {
+            assert!(
+                toml::from_str::<RawKeysFile>(text).is_err(),
+                "{what}: TOML accepts it, the case is wrong"
+            );
+            assert!(
+                fast::parse(text).is_none(),
+                "{what}: the fast parser accepted it"
+            );
+            std::fs::write(&path, text).unwrap();
+            assert!(load_file(&path, &[]).is_err(), "{what}");
+        }
+        // A `+` is not a hex digit, though `u8::from_str_radix` takes it as a sign.
+        let digits = &hash_line["hash = \"sha256:".len()..hash_line.len() - 1];
+        let signed = format!("+{}", &digits[1..]);
+        let text = base("").replace(digits, &signed);
+        std::fs::write(&path, &text).unwrap();
+        assert!(
+            load_file(&path, &[]).is_err(),
+            "a `+` in the hash was taken as hex: {text}"
+        );
+        // CRLF line ends and tabs are TOML's own, and stay on the fast path.
+        let crlf = base("\tdisabled\t=\tfalse\t\n").replace('\n', "\r\n");
+        assert!(fast::parse(&crlf).is_some());
+        std::fs::write(&path, &crlf).unwrap();
+        assert_eq!(load_file(&path, &[]).unwrap().len(), 1);
     }
 }

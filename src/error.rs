@@ -11,6 +11,13 @@ use http::{Response, StatusCode};
 pub use crate::auth::error::{Accepted, AuthError};
 use crate::{full_body, Body};
 
+/// The client's request body failed while it streamed to the upstream: a malformed chunked
+/// coding (bad size, overflow, bare LF) or a connection lost mid-body. Wrapped around the
+/// body's own error so that the upstream exchange it breaks is not blamed on the upstream.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body is malformed or was cut off")]
+pub struct ClientBodyError(#[source] pub hyper::Error);
+
 /// Who caused a failure; decides 4xx against 5xx and which log level it deserves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -34,6 +41,10 @@ pub enum GatewayError {
     /// The request body is larger than `max_body`.
     #[error("the request body is larger than the gateway accepts")]
     BodyTooLarge,
+    /// The request uses a feature of HTTP the gateway does not forward (a transfer coding
+    /// other than chunked).
+    #[error("{0}")]
+    NotImplemented(&'static str),
     /// No connection to any target could be opened.
     #[error("the upstream could not be reached")]
     UpstreamUnreachable,
@@ -68,9 +79,10 @@ impl GatewayError {
     /// Whose fault this is.
     pub fn fault(&self) -> Fault {
         match self {
-            GatewayError::NoRoute | GatewayError::BadRequest(_) | GatewayError::BodyTooLarge => {
-                Fault::Client
-            }
+            GatewayError::NoRoute
+            | GatewayError::BadRequest(_)
+            | GatewayError::BodyTooLarge
+            | GatewayError::NotImplemented(_) => Fault::Client,
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
@@ -85,6 +97,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
             GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => {
                 StatusCode::BAD_GATEWAY
             }
@@ -106,6 +119,7 @@ impl GatewayError {
             GatewayError::NoRoute => "not_found",
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::BodyTooLarge => "request_too_large",
+            GatewayError::NotImplemented(_) => "not_implemented",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",
@@ -182,6 +196,12 @@ mod tests {
             assert_eq!(error.fault(), Fault::Client);
             assert!(error.status().is_client_error());
         }
+        // 501 is a 5xx by number, but what it refuses is the client's request.
+        assert_eq!(GatewayError::NotImplemented("x").fault(), Fault::Client);
+        assert_eq!(
+            GatewayError::NotImplemented("x").status(),
+            StatusCode::NOT_IMPLEMENTED
+        );
         for error in [
             GatewayError::UpstreamUnreachable,
             GatewayError::UpstreamFailed,

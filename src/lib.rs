@@ -48,6 +48,8 @@ pub mod config;
 pub mod diagnostic;
 pub mod error;
 pub mod fingerprint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod key_material;
 pub mod limits;

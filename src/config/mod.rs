@@ -140,6 +140,8 @@ pub struct ServerSettings {
     pub token_cache_size: usize,
     /// Add a W3C `traceparent` to requests that arrive without a valid one.
     pub generate_traceparent: bool,
+    /// Protocols an HTTP/1.1 upgrade may switch to, lowercase (default: `websocket`).
+    pub upgrades: Vec<String>,
 }
 
 /// A TLS certificate chain with its key, ready for rustls.
@@ -730,7 +732,39 @@ impl Validator<'_> {
                 None => 100_000,
             },
             generate_traceparent: raw.generate_traceparent.unwrap_or(true),
+            upgrades: self.upgrades(raw.upgrades.as_deref()),
         }
+    }
+
+    /// `upgrades`: protocol names (RFC 9110 tokens); `h2c` is refused, never passed.
+    fn upgrades(&mut self, raw: Option<&[Text]>) -> Vec<String> {
+        let Some(raw) = raw else {
+            return vec!["websocket".to_string()];
+        };
+        let mut upgrades = Vec::with_capacity(raw.len());
+        for text in raw {
+            let Some(value) = self.text(text) else {
+                continue;
+            };
+            let token = !value.is_empty()
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                self.error(
+                    text.span(),
+                    format!("`{value}` is not a protocol name (a token such as \"websocket\")"),
+                );
+            } else if value.eq_ignore_ascii_case("h2c") {
+                self.error(
+                    text.span(),
+                    "`h2c` upgrades are never passed: RFC 9113 deprecates them, and a tunnel to an h2c backend would carry requests the gateway never judged",
+                );
+            } else {
+                upgrades.push(value.to_ascii_lowercase());
+            }
+        }
+        upgrades
     }
 
     fn positive(&mut self, value: Option<&toml::Spanned<i64>>, default: usize, key: &str) -> usize {

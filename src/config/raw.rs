@@ -135,6 +135,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<Text>,
     pub token_cache_size: Option<Spanned<i64>>,
     pub generate_traceparent: Option<bool>,
+    pub upgrades: Option<Vec<Text>>,
 }
 
 /// `[admin]`.

@@ -11,15 +11,17 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, FORWARDED, PROXY_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, FORWARDED, PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
 
 /// Headers that only concern one hop, whatever `Connection` says. Kept as `HeaderName`s so
 /// removing them hashes a ready name instead of parsing a string for each of them per request.
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     CONNECTION,
+    // The settings of an h2c upgrade (RFC 9113 §3.2.1, connection-specific), never passed on.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     PROXY_AUTHENTICATE,
@@ -256,6 +258,27 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Joins HTTP/2 `cookie` crumbs into one field, separated by `; `, as RFC 9113 §8.2.3 requires
+/// before a request goes on over HTTP/1.1 (where RFC 6265 §5.4 allows one Cookie header): a
+/// backend reading only the first of several would see another cookie set than the gateway.
+/// A request with one cookie field (nearly all) is left as it is.
+pub fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(COOKIE).iter();
+    let (Some(first), Some(_)) = (crumbs.next(), crumbs.next()) else {
+        return;
+    };
+    let mut joined = Vec::with_capacity(first.len() * 4);
+    for (i, crumb) in headers.get_all(COOKIE).iter().enumerate() {
+        if i > 0 {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+        headers.insert(COOKIE, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,5 +461,18 @@ mod tests {
         assert!(is_trusted("10.1.2.3".parse().unwrap(), &nets));
         assert!(is_trusted("::ffff:10.1.2.3".parse().unwrap(), &nets));
         assert!(!is_trusted("11.1.2.3".parse().unwrap(), &nets));
+    }
+
+    #[test]
+    fn cookie_crumbs_are_joined_into_one_field() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1"));
+        join_cookie_crumbs(&mut headers);
+        assert_eq!(headers.get_all(COOKIE).iter().count(), 1);
+        headers.append(COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(COOKIE, HeaderValue::from_static("c=3"));
+        join_cookie_crumbs(&mut headers);
+        let all: Vec<_> = headers.get_all(COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
     }
 }

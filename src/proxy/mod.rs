@@ -10,10 +10,11 @@ pub mod headers;
 pub mod routes;
 pub mod upgrade;
 pub mod upstream;
+pub mod validate;
 
 use std::net::SocketAddr;
 
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST, UPGRADE};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{BodyExt, Limited};
@@ -141,12 +142,9 @@ async fn forward<'s>(
         routes::normalize_path(request.uri().path()).ok_or(GatewayError::BadRequest(
             "the request path must start with `/` and hide no `..` behind an encoded slash",
         ))?;
-    // Two Host headers make "which host?" ambiguous between the gateway and the upstream.
-    if request.headers().get_all(HOST).iter().nth(1).is_some() {
-        return Err(GatewayError::BadRequest(
-            "the request has more than one Host header",
-        ));
-    }
+    // The head is judged before anything reads it: one host, named once; a body coding the
+    // upstream reads as the gateway does; only the upgrades configured (see `validate`).
+    let head = validate::head(&request, &snapshot.config.server.upgrades)?;
     if normalized != request.uri().path() {
         let rewritten = rewrite_path(request.uri(), &normalized)?;
         *request.uri_mut() = rewritten;
@@ -178,23 +176,13 @@ async fn forward<'s>(
     }
 
     // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or
-    // the Host header (HTTP/1.1). Kept as a header value, which the forwarding headers reuse.
-    let authority = match request.uri().authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => request.headers().get(HOST).cloned(),
-    }
-    .filter(|value| value.to_str().is_ok());
-    let host = authority
-        .as_ref()
-        .and_then(|value| value.to_str().ok())
-        .map(routes::routing_host);
+    // the Host header (HTTP/1.1), checked above. Kept as a header value, which the forwarding
+    // headers reuse.
+    let authority = head.authority;
+    let host = routes::routing_host(authority.to_str().unwrap_or_default());
     let route = snapshot
         .routes
-        .find(
-            host.as_deref().unwrap_or(""),
-            request.uri().path(),
-            request.method(),
-        )
+        .find(&host, request.uri().path(), request.method())
         .ok_or(GatewayError::NoRoute)?;
     exchange.route = Some(route.label.clone());
     exchange.metrics = Some(&route.metrics);
@@ -277,18 +265,23 @@ async fn forward<'s>(
     }
 
     // The client's side of an upgrade must be claimed before the request is taken apart.
-    let client_upgrade = wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+    let client_upgrade = head.upgrade.then(|| hyper::upgrade::on(&mut request));
 
     // Rewrite for the upstream: hop-by-hop out, forwarding headers and request id in.
+    let http2 = request.version() == Version::HTTP_2;
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers, client_upgrade.is_some());
+    if http2 {
+        // The upstream speaks HTTP/1.1, where cookie crumbs must be one field.
+        headers::join_cookie_crumbs(headers);
+    }
     headers::set_forwarding(
         headers,
         headers::Hop {
             client: conn.peer.ip(),
             trusted,
             proto: if conn.tls { "https" } else { "http" },
-            host: authority.as_ref(),
+            host: Some(&authority),
         },
     );
     headers.insert(X_REQUEST_ID.clone(), request_id.clone());
@@ -298,10 +291,8 @@ async fn forward<'s>(
             .get(&headers::TRACEPARENT)
             .and_then(|v| v.to_str().ok()?.get(3..35).map(str::to_string));
     }
-    if let Some(authority) = authority {
-        // HTTP/2 carries the host in `:authority`; an HTTP/1.1 upstream needs it as Host.
-        headers.insert(HOST, authority);
-    }
+    // HTTP/2 carries the host in `:authority`; an HTTP/1.1 upstream needs it as Host.
+    headers.insert(HOST, authority);
     // Identity goes in after hop-by-hop removal, so a client naming these headers in
     // `Connection` cannot make them disappear.
     // Credentials go on every route, public ones too: a public upstream has no business with
@@ -327,8 +318,11 @@ async fn forward<'s>(
 
     // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
     *request.version_mut() = Version::HTTP_11;
-    let request = request
-        .map(|body| Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed());
+    // A body that breaks on the client's side is the client's fault, not the upstream's.
+    let request = request.map(|body| {
+        let body = body.map_err(crate::error::ClientBodyError);
+        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed()
+    });
     if exchange.logged {
         exchange.upstream = Some(upstream.settings().name.clone());
     }
@@ -336,15 +330,23 @@ async fn forward<'s>(
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",
             GatewayError::UpstreamTimeout => "timeout",
-            GatewayError::BodyTooLarge => return,
+            GatewayError::BodyTooLarge | GatewayError::BadRequest(_) => return,
             _ => "failed",
         };
         crate::metrics::upstream_error(&route.label, kind);
     })?;
 
+    // An upstream may switch only to an allowed protocol (the client offered nothing else).
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let allowed = switching
+        && response
+            .headers()
+            .get(http::header::UPGRADE)
+            .is_some_and(|protocol| {
+                validate::offers_only(protocol.as_bytes(), &snapshot.config.server.upgrades)
+            });
     match client_upgrade {
-        Some(client_upgrade) if switching => {
+        Some(client_upgrade) if switching && allowed => {
             let upstream_upgrade = hyper::upgrade::on(&mut response);
             upgrade::spawn_tunnel(client_upgrade, upstream_upgrade, &conn.slot);
             headers::remove_hop_by_hop(response.headers_mut(), true);
@@ -384,19 +386,6 @@ fn limit<'s>(
         exchange.rate_limit = grant.headers();
     }
     Ok(())
-}
-
-/// An HTTP/1.1 request asking to switch protocols (`Connection: upgrade` + `Upgrade`).
-fn wants_upgrade<B>(request: &Request<B>) -> bool {
-    request.version() == Version::HTTP_11
-        && request.headers().contains_key(UPGRADE)
-        && request
-            .headers()
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// The URI with its path replaced, query kept.

@@ -140,10 +140,13 @@ pub fn routing_host(authority: &str) -> Cow<'_, str> {
 }
 
 /// Removes `.` and `..` segments (RFC 3986 §5.2.4), also when written `%2e`, so that
-/// `/public/../admin` is routed — and forwarded — as `/admin`, never matched against `/public`.
-/// Returns `None` for a path that does not start with `/`, or that hides a dot segment behind
-/// an encoded slash or backslash (`/public/..%2Fadmin`): a backend that decodes `%2F` would
-/// read it as a traversal. Encoded slashes in ordinary segments (`group%2Fproject`) pass.
+/// `/public/../admin` is routed — and forwarded — as `/admin`, never matched against `/public`;
+/// and merges repeated slashes, so that `//admin/x` is routed and forwarded as `/admin/x`, which
+/// is how backends that merge slashes (nginx's default, many frameworks) read it. A trailing
+/// slash is kept. Returns `None` for a path that does not start with `/`, or that hides a dot
+/// segment behind an encoded slash or backslash (`/public/..%2Fadmin`): a backend that decodes
+/// `%2F` would read it as a traversal. Encoded slashes in ordinary segments
+/// (`group%2Fproject`) pass, and are not merged.
 pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
     if !path.starts_with('/') || hides_dot_segment(path) {
         return None;
@@ -156,20 +159,25 @@ pub fn normalize_path(path: &str) -> Option<Cow<'_, str>> {
                 .any(|d| s.eq_ignore_ascii_case(d))
     };
     let segments = path[1..].split('/');
-    if !segments.clone().any(|s| is_dot(s) || is_dot_dot(s)) {
+    let untouched = !path.contains("//") && !segments.clone().any(|s| is_dot(s) || is_dot_dot(s));
+    if untouched {
         return Some(Cow::Borrowed(path));
     }
+    let last = segments.clone().count() - 1;
     let mut kept: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
-    for segment in segments {
-        trailing_slash = false;
-        if is_dot(segment) {
+    for (i, segment) in segments.enumerate() {
+        if segment.is_empty() {
+            // `//` merged; an empty last segment is the trailing slash.
+            trailing_slash |= i == last;
+        } else if is_dot(segment) {
             trailing_slash = true;
         } else if is_dot_dot(segment) {
             kept.pop();
             trailing_slash = true;
         } else {
             kept.push(segment);
+            trailing_slash = false;
         }
     }
     let mut normalized = String::with_capacity(path.len());
@@ -317,5 +325,18 @@ mod tests {
             n("/api/projects/group%2Fproject").as_deref(),
             Some("/api/projects/group%2Fproject")
         );
+    }
+
+    #[test]
+    fn repeated_slashes_are_merged() {
+        let n = |p| normalize_path(p).map(|c| c.into_owned());
+        assert_eq!(n("//protected/x").as_deref(), Some("/protected/x"));
+        assert_eq!(n("/a//b").as_deref(), Some("/a/b"));
+        assert_eq!(n("/a///").as_deref(), Some("/a/"));
+        assert_eq!(n("//").as_deref(), Some("/"));
+        assert_eq!(n("/a//..//b").as_deref(), Some("/b"));
+        assert_eq!(n("/a/%2F%2Fb").as_deref(), Some("/a/%2F%2Fb"));
+        // Already normal: borrowed, not copied.
+        assert!(matches!(normalize_path("/a/b/"), Some(Cow::Borrowed(_))));
     }
 }

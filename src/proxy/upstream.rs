@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::clock::monotonic_ms;
 use crate::config::{Target, UpstreamSettings};
-use crate::error::GatewayError;
+use crate::error::{ClientBodyError, GatewayError};
 use crate::outbound::error_chain;
 use crate::{empty_body, Body};
 
@@ -129,6 +129,11 @@ impl Upstream {
                 Ok(Err(error)) => {
                     if has_source::<http_body_util::LengthLimitError>(&error) {
                         return Err(GatewayError::BodyTooLarge);
+                    }
+                    if has_source::<ClientBodyError>(&error) {
+                        return Err(GatewayError::BadRequest(
+                            "the request body is malformed or was cut off",
+                        ));
                     }
                     tracing::warn!(upstream = %self.settings.name, target = %target.authority, error = %error_chain(&error), "upstream exchange failed");
                     return Err(GatewayError::UpstreamFailed);

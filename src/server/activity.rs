@@ -1,10 +1,13 @@
-//! Connection activity tracking for the idle and header timeouts: an IO wrapper that records
-//! when bytes last moved and when a request head started arriving, and a guard that counts
-//! requests in flight.
+//! Connection activity tracking for the idle and header timeouts: an IO wrapper ([`Observed`])
+//! that records when bytes last moved and when a request head started arriving, and a guard
+//! that counts requests in flight.
 //!
 //! - Idle: no request in flight and nothing moved for `idle_timeout`.
-//! - Header timeout: bytes of a new HTTP/1 request head arrived, and `header_timeout` later the
-//!   head is still not complete (the slow-loris attack). hyper's own header timeout cannot be
+//! - Header timeout: a request head is in progress, and `header_timeout` later it is still not
+//!   complete (the slow-loris attack). The first request's head is in progress from the moment
+//!   the connection is served, so a client that sends nothing frees its `max_connections` slot
+//!   after `header_timeout`, not `idle_timeout`; later HTTP/1 heads from their first byte;
+//!   HTTP/2 heads as [`super::h2_frames`] reports them. hyper's own header timeout cannot be
 //!   used: it also runs while a keep-alive connection waits for its next request, which would
 //!   cut every idle connection at `header_timeout` instead of `idle_timeout`.
 //!
@@ -27,12 +30,11 @@ use crate::clock::monotonic_ms;
 #[derive(Debug, Default)]
 pub struct Activity {
     last_ms: AtomicU64,
-    /// When the first byte of a request head arrived; 0 = no head in progress.
+    /// When the request head in progress started; 0 = none.
     head_started_ms: AtomicU64,
     in_flight: AtomicUsize,
-    /// HTTP/2 frames requests itself; the header timeout is for HTTP/1 heads.
+    /// HTTP/2: heads are reported by the frame clock, not by reads and requests.
     http2: AtomicBool,
-    first_read_seen: AtomicBool,
 }
 
 /// What a connection's watchdog should do now.
@@ -47,21 +49,38 @@ pub enum Verdict {
 }
 
 impl Activity {
-    /// A tracker that counts "now" as the last activity.
+    /// A tracker that counts "now" as the last activity, with the first request's head
+    /// in progress since now.
     pub fn new() -> Arc<Self> {
         let activity = Activity::default();
         activity.touch();
+        activity.head_began();
         Arc::new(activity)
+    }
+
+    /// A request head began now (or the first one is awaited from now, after a handshake).
+    pub fn head_began(&self) {
+        // Never 0, which means "no head".
+        self.head_started_ms
+            .store(monotonic_ms().max(1), Ordering::Relaxed);
+    }
+
+    /// No request head is in progress (HTTP/2: every header block read is complete).
+    pub fn head_ended(&self) {
+        self.head_started_ms.store(0, Ordering::Relaxed);
     }
 
     fn touch(&self) {
         self.last_ms.store(monotonic_ms(), Ordering::Relaxed);
     }
 
-    /// Counts a request in flight until the guard drops; its head is complete.
+    /// Counts a request in flight until the guard drops; its head is complete (on HTTP/2 the
+    /// frame clock knows whether another stream's head is on its way).
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.head_started_ms.store(0, Ordering::Relaxed);
+        if !self.http2.load(Ordering::Relaxed) {
+            self.head_ended();
+        }
         InFlight(self.clone())
     }
 
@@ -70,35 +89,30 @@ impl Activity {
         self.http2.store(true, Ordering::Relaxed);
     }
 
-    /// Bytes arrived from the client.
-    fn received(&self, first_bytes: &[u8]) {
+    /// Bytes arrived from the client: on HTTP/1, with no request in flight, they begin a head.
+    fn received(&self) {
         let now = monotonic_ms();
         self.last_ms.store(now, Ordering::Relaxed);
-        if !self.first_read_seen.swap(true, Ordering::Relaxed) && first_bytes.starts_with(b"PRI ") {
-            // The HTTP/2 connection preface (prior knowledge on a plain listener).
-            self.set_http2();
-        }
-        if self.in_flight.load(Ordering::Relaxed) == 0
+        if !self.http2.load(Ordering::Relaxed)
+            && self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started_ms.load(Ordering::Relaxed) == 0
         {
-            self.head_started_ms.store(now, Ordering::Relaxed);
+            self.head_began();
         }
     }
 
     /// Whether the connection is idle, too slow with a request head, or neither for how long.
     ///
-    /// A wait never exceeds `header_timeout` on an HTTP/1 connection: a head that starts during
-    /// the wait started after the wait began, so its deadline is no earlier than the wait's end,
-    /// and the next verdict sees it in time without anyone waking the watchdog.
+    /// A wait never exceeds `header_timeout`: a head that starts during the wait started after
+    /// the wait began, so its deadline is no earlier than the wait's end, and the next verdict
+    /// sees it in time without anyone waking the watchdog. On HTTP/2 a head may be in progress
+    /// while other streams' requests are in flight, so it is timed whatever is in flight.
     pub fn verdict(&self, idle_timeout: Duration, header_timeout: Duration) -> Verdict {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return Verdict::Wait(self.cap(idle_timeout, header_timeout));
-        }
         let now = monotonic_ms();
         let since = |then: u64| Duration::from_millis(now.saturating_sub(then));
         let mut wait = idle_timeout;
         let head_started = self.head_started_ms.load(Ordering::Relaxed);
-        if head_started != 0 && !self.http2.load(Ordering::Relaxed) {
+        if head_started != 0 {
             match header_timeout
                 .checked_sub(since(head_started))
                 .filter(|left| !left.is_zero())
@@ -107,24 +121,26 @@ impl Activity {
                 None => return Verdict::HeadTooSlow,
             }
         }
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Verdict::Wait(cap(wait, header_timeout));
+        }
         match idle_timeout
             .checked_sub(since(self.last_ms.load(Ordering::Relaxed)))
             .filter(|left| !left.is_zero())
         {
-            Some(left) => Verdict::Wait(self.cap(wait.min(left), header_timeout)),
+            Some(left) => Verdict::Wait(cap(wait.min(left), header_timeout)),
             None => Verdict::Idle,
         }
     }
+}
 
-    /// `wait`, at most `header_timeout` unless the connection is HTTP/2 (which has no heads to
-    /// time). Never zero when `wait` is not: a zero header timeout (every head too slow) is
-    /// caught by the next read, and must not make the watchdog spin.
-    fn cap(&self, wait: Duration, header_timeout: Duration) -> Duration {
-        if self.http2.load(Ordering::Relaxed) || header_timeout.is_zero() {
-            wait
-        } else {
-            wait.min(header_timeout)
-        }
+/// `wait`, at most `header_timeout`. Never zero when `wait` is not: a zero header timeout
+/// (every head too slow) is caught by the next read, and must not make the watchdog spin.
+fn cap(wait: Duration, header_timeout: Duration) -> Duration {
+    if header_timeout.is_zero() {
+        wait
+    } else {
+        wait.min(header_timeout)
     }
 }
 
@@ -139,21 +155,44 @@ impl Drop for InFlight {
     }
 }
 
-/// Wraps a connection's IO, noting every read or write that moves bytes.
-#[derive(Debug)]
-pub struct TrackedIo<T> {
-    inner: T,
-    activity: Arc<Activity>,
+/// What an [`Observed`] IO wrapper tells about the bytes that move.
+pub trait Observer {
+    /// `bytes` were read from the client.
+    fn read(&mut self, bytes: &[u8]);
+    /// Bytes were written to the client.
+    fn wrote(&mut self);
 }
 
-impl<T> TrackedIo<T> {
-    /// Tracks `inner` into `activity`.
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        TrackedIo { inner, activity }
+/// A connection's IO, passed through unchanged, with every read and write that moves bytes
+/// reported to an [`Observer`].
+#[derive(Debug)]
+pub struct Observed<T, O> {
+    inner: T,
+    observer: O,
+}
+
+impl<T, O> Observed<T, O> {
+    /// Reports `inner`'s traffic to `observer`.
+    pub fn new(inner: T, observer: O) -> Self {
+        Observed { inner, observer }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
+/// IO whose traffic is noted in its connection's [`Activity`] (below TLS, so handshake bytes
+/// count too).
+pub type TrackedIo<T> = Observed<T, Arc<Activity>>;
+
+impl Observer for Arc<Activity> {
+    fn read(&mut self, _bytes: &[u8]) {
+        self.received();
+    }
+
+    fn wrote(&mut self) {
+        self.touch();
+    }
+}
+
+impl<T: AsyncRead + Unpin, O: Observer + Unpin> AsyncRead for Observed<T, O> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -162,13 +201,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.received(&buf.filled()[before..]);
+            self.observer.read(&buf.filled()[before..]);
         }
         result
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+impl<T: AsyncWrite + Unpin, O: Observer + Unpin> AsyncWrite for Observed<T, O> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -176,7 +215,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, data);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.observer.wrote();
         }
         result
     }
@@ -188,7 +227,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.observer.wrote();
         }
         result
     }
@@ -220,27 +259,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_http1_watchdog_looks_again_within_the_header_timeout() {
+    /// A tracker past its first request, as after one exchange.
+    fn served() -> Arc<Activity> {
         let activity = Activity::new();
-        let idle = waits(activity.verdict(IDLE, HEADER));
-        assert!(idle <= HEADER && idle > HEADER - Duration::from_secs(1));
-        let _in_flight = activity.request();
-        assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
+        drop(activity.request());
+        activity
     }
 
     #[test]
-    fn an_http2_watchdog_sleeps_until_the_idle_deadline() {
+    fn a_watchdog_looks_again_within_the_header_timeout() {
+        for http2 in [false, true] {
+            let activity = served();
+            if http2 {
+                activity.set_http2();
+            }
+            let idle = waits(activity.verdict(IDLE, HEADER));
+            assert!(idle <= HEADER && idle > HEADER - Duration::from_secs(1));
+            let _in_flight = activity.request();
+            assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
+        }
+    }
+
+    #[test]
+    fn the_first_head_is_timed_from_the_start() {
         let activity = Activity::new();
-        activity.set_http2();
-        let idle = waits(activity.verdict(IDLE, HEADER));
-        assert!(idle > HEADER && idle <= IDLE);
+        assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
+        drop(activity.request());
+        assert!(waits(activity.verdict(IDLE, Duration::ZERO)) > HEADER);
     }
 
     #[test]
     fn a_head_is_timed_from_its_first_byte() {
-        let activity = Activity::new();
-        activity.received(b"GET / HTTP/1.1\r\n");
+        let activity = served();
+        activity.received();
         assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
         assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
         // A complete head ends the header deadline; the next one starts a new one.
@@ -248,7 +299,24 @@ mod tests {
         assert!(waits(activity.verdict(IDLE, HEADER)) <= HEADER);
         drop(in_flight);
         assert!(waits(activity.verdict(IDLE, Duration::ZERO)) > HEADER);
-        activity.received(b"GET / HTTP/1.1\r\n");
+        activity.received();
         assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
+    }
+
+    #[test]
+    fn an_http2_head_is_timed_while_other_streams_are_in_flight() {
+        let activity = Activity::new();
+        activity.set_http2();
+        activity.head_ended();
+        let _in_flight = activity.request();
+        activity.received();
+        assert!(
+            waits(activity.verdict(IDLE, Duration::ZERO)) > HEADER,
+            "reads alone time nothing"
+        );
+        activity.head_began();
+        assert_eq!(activity.verdict(IDLE, Duration::ZERO), Verdict::HeadTooSlow);
+        activity.head_ended();
+        assert!(waits(activity.verdict(IDLE, Duration::ZERO)) > HEADER);
     }
 }

@@ -6,6 +6,7 @@
 //! `shutdown_grace`, then close what is left.
 
 mod activity;
+mod h2_frames;
 mod reload;
 pub mod tls;
 
@@ -281,7 +282,7 @@ async fn serve_tcp(
         None => {
             let mut watching = phase.clone();
             let protocol = tokio::select! {
-                protocol = sniff(&stream, shared.idle_timeout, shared.header_timeout) => protocol,
+                protocol = sniff(&stream, shared.header_timeout) => protocol,
                 _ = reached(&mut watching, Phase::Draining) => None,
             };
             let Some(protocol) = protocol else { return };
@@ -311,6 +312,8 @@ async fn serve_tls(
     let stream = TrackedIo::new(stream, activity.clone());
     match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
+            // The handshake had its own timeout; the first request's head is due from now.
+            activity.head_began();
             let protocol = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 activity.set_http2();
                 Protocol::Http2
@@ -336,20 +339,17 @@ enum Protocol {
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Which protocol a plain connection speaks, judged from its first bytes without consuming
-/// them; `None` if it closes or sends nothing in time. The bytes are peeked rather than read so
-/// that the HTTP/1 server reads the whole first packet into its own buffer at once: a sniffed
-/// prefix handed back to it made it grow that buffer to twice its size on every connection.
-async fn sniff(
-    stream: &TcpStream,
-    idle_timeout: Duration,
-    header_timeout: Duration,
-) -> Option<Protocol> {
+/// them; `None` if it closes or sends nothing within `header_timeout` (the first request's
+/// head is due by then anyway). The bytes are peeked rather than read so that the HTTP/1
+/// server reads the whole first packet into its own buffer at once: a sniffed prefix handed
+/// back to it made it grow that buffer to twice its size on every connection.
+async fn sniff(stream: &TcpStream, header_timeout: Duration) -> Option<Protocol> {
+    let deadline = tokio::time::Instant::now() + header_timeout;
     let mut first = [0u8; H2_PREFACE.len()];
-    let n = tokio::time::timeout(idle_timeout, stream.peek(&mut first))
+    let n = tokio::time::timeout_at(deadline, stream.peek(&mut first))
         .await
         .ok()?
         .ok()?;
-    let deadline = tokio::time::Instant::now() + header_timeout;
     let mut seen = n;
     loop {
         if seen == 0 {
@@ -403,7 +403,6 @@ async fn serve_connection<I>(
             })
         })
     };
-    let io = TokioIo::new(io);
     let watchdog = Watchdog {
         peer,
         activity: &activity,
@@ -412,13 +411,18 @@ async fn serve_connection<I>(
     };
     match protocol {
         Protocol::Http1 => {
-            let connection = shared.http1.serve_connection(io, service).with_upgrades();
+            let connection = shared
+                .http1
+                .serve_connection(TokioIo::new(io), service)
+                .with_upgrades();
             watchdog.watch(connection, |c| c.graceful_shutdown()).await
         }
         // Boxed: a connection task is as large as its largest path, and an HTTP/2 connection's
         // state is several times an HTTP/1 one's, which should not pay for it.
         Protocol::Http2 => {
-            let connection = shared.http2.serve_connection(io, service);
+            // Frames are followed above TLS, so that each stream's headers are timed too.
+            let io = h2_frames::FrameClock::new(io, h2_frames::HeadTimer::new(activity.clone()));
+            let connection = shared.http2.serve_connection(TokioIo::new(io), service);
             Box::pin(watchdog.watch(connection, |c| c.graceful_shutdown())).await
         }
     }

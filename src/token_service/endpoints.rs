@@ -227,19 +227,19 @@ impl Issued {
     }
 }
 
-#[derive(Deserialize)]
-struct LoginRequest {
+#[derive(Debug, Deserialize)]
+pub(crate) struct LoginRequest {
     username: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-struct RefreshRequest {
+#[derive(Debug, Deserialize)]
+pub(crate) struct RefreshRequest {
     refresh_token: String,
 }
 
-#[derive(Deserialize, Default)]
-struct LogoutRequest {
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct LogoutRequest {
     refresh_token: Option<String>,
 }
 
@@ -836,14 +836,14 @@ where
     Ok(bytes.to_vec())
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     serde_json::from_slice(body).map_err(|_| {
         ServiceError::InvalidRequest("the body is not the JSON object this endpoint expects")
     })
 }
 
 /// The form's parameters; a repeated one is an error (RFC 6749 §3.2).
-fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, ServiceError> {
+pub(crate) fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, ServiceError> {
     let mut params: Vec<(String, String)> = Vec::new();
     for (name, value) in form_urlencoded::parse(body) {
         if params.iter().any(|(seen, _)| *seen == name) {
@@ -866,7 +866,9 @@ fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
 }
 
 /// `Authorization: Basic` client credentials, each form-urlencoded (RFC 6749 §2.3.1).
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ServiceError> {
+pub(crate) fn basic_credentials(
+    headers: &HeaderMap,
+) -> Result<Option<(String, String)>, ServiceError> {
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };

@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod idp;
 pub mod limits;
+pub mod raw_upstream;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
@@ -315,4 +316,46 @@ pub fn closed_port() -> SocketAddr {
 /// Writes `contents` to `name` inside `dir`.
 pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), contents).unwrap();
+}
+
+/// Sends `bytes` on a new TCP connection to `addr` and reads the first response: until its
+/// head and Content-Length body are in, or the gateway closes (bounded to 5 s). The text of
+/// what arrived, empty if the connection was closed without an answer.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, bytes)
+        .await
+        .unwrap();
+    read_response(&mut stream).await
+}
+
+/// Reads one response from `stream` (see [`raw_request`]).
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut received = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buffer = [0u8; 4096];
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).to_ascii_lowercase();
+            let length = head
+                .split("\r\n")
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if received.len() >= end + 4 + length {
+                break;
+            }
+        }
+        match tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(stream, &mut buffer))
+            .await
+        {
+            Err(_) => panic!(
+                "no complete response within 5 s; got:\n{}",
+                String::from_utf8_lossy(&received)
+            ),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
 }
