@@ -8,7 +8,8 @@
 //!               bounded by handshake_timeout)
 //!           ─► HTTP/1.1 or HTTP/2 (by ALPN, or by the preface peeked on a plain connection)
 //!           ─► proxy::handle(snapshot, request)      // one snapshot per request (runtime)
-//!                normalize the path (dot segments out)                    → 400
+//!                judge the head: one bare host, chunked only, allowed upgrades → 400 / 501
+//!                normalize the path (dot segments out, repeated slashes merged) → 400
 //!                strip incoming identity headers (every route, public too)
 //!                the token service's endpoints ({path}/login, /token, …, discovery, JWKS)
 //!                route = snapshot.routes.find(host, path, method)         → 404
