@@ -11,19 +11,19 @@
 mod issuers;
 mod plans;
 mod raw;
+mod routes;
 mod token_service;
 pub mod units;
 mod unknown_keys;
+mod upstreams;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::HeaderName;
-use http::uri::{Authority, Scheme};
-use http::{Method, Uri};
 use ipnet::IpNet;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
@@ -38,9 +38,11 @@ pub use plans::{
     DEFAULT_DATA_DIR,
 };
 use raw::{RawConfig, Text};
+pub use routes::{AuthRequirement, HostPattern, RouteSettings, RouteTarget};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
 };
+pub use upstreams::{parse_target, Target, UpstreamSettings};
 
 /// The upstream name routes use for the built-in echo responder.
 pub const BUILTIN_ECHO: &str = "builtin:echo";
@@ -216,98 +218,6 @@ impl IdentitySettings {
         .chain(self.claims.iter().map(|(_, header)| header))
         .chain(self.assertion.iter().map(|a| &a.header))
     }
-}
-
-/// One upstream: where requests go and how long they may take.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamSettings {
-    /// The name routes use.
-    pub name: String,
-    /// Targets, tried in round robin.
-    pub targets: Vec<Target>,
-    /// Time allowed to open a connection to a target.
-    pub connect_timeout: Duration,
-    /// Time allowed for the upstream to answer with a response head.
-    pub timeout: Duration,
-    /// A target that refused a connection is skipped for this long.
-    pub eject_for: Duration,
-    /// Send the client's Host to the upstream (true) or the target's own authority (false).
-    pub preserve_host: bool,
-    /// Extra trust anchors for https targets, beyond the system's.
-    pub ca: Vec<CertificateDer<'static>>,
-}
-
-/// One upstream target: `http://host:port` or `https://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// `http` or `https`.
-    pub scheme: Scheme,
-    /// Host and port.
-    pub authority: Authority,
-}
-
-/// Which hosts a route serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostPattern {
-    /// Exactly this host (lowercase, no port).
-    Exact(String),
-    /// Any host ending in this suffix, which starts with a dot: `*.example.com` → `.example.com`.
-    Wildcard(String),
-}
-
-/// Where a route sends its requests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RouteTarget {
-    /// An entry of [`Config::upstreams`].
-    Upstream(String),
-    /// The built-in echo responder.
-    Echo,
-}
-
-/// One `[[routes]]` entry.
-#[derive(Debug, Clone)]
-pub struct RouteSettings {
-    /// Unique id; the `route` label in metrics and logs.
-    pub id: String,
-    /// The id as a metrics label, shared rather than copied per request.
-    pub label: metrics::SharedString,
-    /// Host restriction, if any.
-    pub host: Option<HostPattern>,
-    /// Path prefix, matched on segment boundaries; `/` matches everything. Never ends in `/`
-    /// except for the root itself.
-    pub path: String,
-    /// Allowed methods; `None` = any.
-    pub methods: Option<Vec<Method>>,
-    /// Where requests go.
-    pub target: RouteTarget,
-    /// No credentials needed.
-    pub public: bool,
-    /// What a caller must present when the route is not public.
-    pub auth: AuthRequirement,
-    /// Whether the credentials (`Authorization`, the API key header, token cookies) reach the
-    /// upstream: the route's own `forward_credentials`, else `[identity]`'s.
-    pub forward_credentials: bool,
-    /// The route's own rate limit, per consumer.
-    pub limit: Option<RateLimit>,
-}
-
-/// The credentials a protected route accepts and what they must grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthRequirement {
-    /// Bearer JWTs are accepted.
-    pub jwt: bool,
-    /// API keys are accepted.
-    pub api_key: bool,
-    /// Only tokens from these issuer ids; `None` = any configured issuer.
-    pub issuers: Option<Vec<String>>,
-    /// Scopes the credential must all hold.
-    pub scopes: Vec<String>,
-    /// The credential must hold at least one of these roles (when any are listed).
-    pub roles: Vec<String>,
-    /// Claims (by dotted path) that must equal these values exactly.
-    pub claims: Vec<(String, serde_json::Value)>,
-    /// A cookie that may carry the bearer token (browsers, WebSocket upgrades).
-    pub cookie: Option<String>,
 }
 
 /// Whether loading a configuration may create what a start needs (the token service's
@@ -900,38 +810,6 @@ impl Validator<'_> {
             assertion: raw.assertion.as_ref().and_then(|a| self.assertion(a)),
         }
     }
-
-    fn upstream(
-        &mut self,
-        name: &str,
-        raw: &toml::Spanned<raw::RawUpstream>,
-    ) -> Option<UpstreamSettings> {
-        let upstream = raw.get_ref();
-        if upstream.targets.is_empty() {
-            self.error(raw.span(), format!("upstream `{name}` has no targets"));
-            return None;
-        }
-        let targets: Vec<Target> = upstream
-            .targets
-            .iter()
-            .filter_map(|t| self.target(t))
-            .collect();
-        let ca = match &upstream.ca {
-            None => Vec::new(),
-            Some(text) => self.ca_file(text)?,
-        };
-        (targets.len() == upstream.targets.len()).then(|| UpstreamSettings {
-            name: name.to_string(),
-            targets,
-            connect_timeout: self
-                .duration(upstream.connect_timeout.as_ref(), Duration::from_secs(2)),
-            timeout: self.duration(upstream.timeout.as_ref(), Duration::from_secs(30)),
-            eject_for: self.duration(upstream.eject_for.as_ref(), Duration::from_secs(10)),
-            preserve_host: upstream.preserve_host.unwrap_or(true),
-            ca,
-        })
-    }
-
     /// A PEM file of CA certificates that rustls accepts as trust anchors.
     fn ca_file(&mut self, text: &Text) -> Option<Vec<CertificateDer<'static>>> {
         let path = self.path(text)?;
@@ -966,264 +844,4 @@ impl Validator<'_> {
         }
         Some(certs)
     }
-
-    fn target(&mut self, text: &Text) -> Option<Target> {
-        let value = self.text(text)?;
-        match parse_target(&value) {
-            Ok(target) => Some(target),
-            Err(message) => {
-                self.error(text.span(), message);
-                None
-            }
-        }
-    }
-
-    fn routes(
-        &mut self,
-        raw: &[toml::Spanned<raw::RawRoute>],
-        upstreams: &mut BTreeMap<String, UpstreamSettings>,
-        issuers: &[IssuerSettings],
-        api_keys: bool,
-        forward_credentials: bool,
-    ) -> Vec<RouteSettings> {
-        let mut seen_ids = HashSet::new();
-        let mut routes = Vec::new();
-        for spanned in raw {
-            let route = spanned.get_ref();
-            let Some(id) = self.text(&route.id) else {
-                continue;
-            };
-            if !seen_ids.insert(id.clone()) {
-                self.error(route.id.span(), format!("route id `{id}` is used twice"));
-            }
-            let host = route.host.as_ref().and_then(|h| self.host_pattern(h));
-            let path = match &route.path {
-                None => "/".to_string(),
-                Some(text) => self.route_path(text).unwrap_or_else(|| "/".into()),
-            };
-            let methods = route.methods.as_ref().map(|methods| {
-                methods
-                    .iter()
-                    .filter_map(|m| {
-                        let value = self.text(m)?.to_ascii_uppercase();
-                        Method::from_bytes(value.as_bytes())
-                            .map_err(|_| {
-                                self.error(m.span(), format!("`{value}` is not an HTTP method"))
-                            })
-                            .ok()
-                    })
-                    .collect()
-            });
-            let target = self.route_target(&route.upstream, upstreams);
-            let public = route.public.unwrap_or(false);
-            let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
-            let limit = self.rate_limit(route.rate.as_ref(), route.burst.as_ref());
-            if let Some(target) = target {
-                routes.push(RouteSettings {
-                    label: std::sync::Arc::<str>::from(id.as_str()).into(),
-                    id,
-                    host,
-                    path,
-                    methods,
-                    target,
-                    public,
-                    auth,
-                    forward_credentials: route.forward_credentials.unwrap_or(forward_credentials),
-                    limit,
-                });
-            }
-        }
-        routes
-    }
-
-    fn auth_requirement(
-        &mut self,
-        id: &str,
-        spanned: &toml::Spanned<raw::RawRoute>,
-        public: bool,
-        issuers: &[IssuerSettings],
-        api_keys: bool,
-    ) -> AuthRequirement {
-        let route = spanned.get_ref();
-        let texts = |v: &Option<Vec<Text>>| v.iter().flatten().cloned().collect::<Vec<Text>>();
-        if public {
-            for (key, present) in [
-                ("auth", route.auth.is_some()),
-                ("issuers", route.issuers.is_some()),
-                ("scopes", route.scopes.is_some()),
-                ("roles", route.roles.is_some()),
-                ("claims", route.claims.is_some()),
-                ("cookie", route.cookie.is_some()),
-            ] {
-                if present {
-                    self.error(spanned.span(), format!("route `{id}` is public, so `{key}` would never be checked; remove one of them"));
-                }
-            }
-            return AuthRequirement::default();
-        }
-        let mut requirement = AuthRequirement {
-            jwt: route.auth.is_none(),
-            api_key: route.auth.is_none(),
-            ..Default::default()
-        };
-        for method in texts(&route.auth) {
-            match self.text(&method).as_deref() {
-                Some("jwt") => requirement.jwt = true,
-                Some("api_key") => requirement.api_key = true,
-                Some(other) => self.error(
-                    method.span(),
-                    format!("unknown auth method `{other}`: use \"jwt\" or \"api_key\""),
-                ),
-                None => {}
-            }
-        }
-        if let Some(list) = &route.issuers {
-            let mut allowed = Vec::new();
-            for name in list {
-                let Some(value) = self.text(name) else {
-                    continue;
-                };
-                if issuers.iter().any(|i| i.id == value) {
-                    allowed.push(value);
-                } else {
-                    self.error(
-                        name.span(),
-                        format!("issuer `{value}` is not defined in [[issuers]]"),
-                    );
-                }
-            }
-            requirement.issuers = Some(allowed);
-        }
-        requirement.scopes = texts(&route.scopes)
-            .iter()
-            .filter_map(|s| self.text(s))
-            .collect();
-        requirement.roles = texts(&route.roles)
-            .iter()
-            .filter_map(|s| self.text(s))
-            .collect();
-        for (path, value) in route.claims.iter().flatten() {
-            match serde_json::to_value(value.get_ref()) {
-                Ok(json) if json.is_string() || json.is_number() || json.is_boolean() => {
-                    requirement.claims.push((path.clone(), json))
-                }
-                _ => self.error(
-                    value.span(),
-                    format!("claim `{path}` must be matched against a string, number or boolean"),
-                ),
-            }
-        }
-        requirement.cookie = route.cookie.as_ref().and_then(|c| self.text(c));
-        // API keys arrive with the `[api_keys]` table; until one is configured only JWTs can
-        // satisfy a route, and a route no credential can satisfy is a mistake, not a lock.
-        let usable_issuers = match &requirement.issuers {
-            Some(allowed) => !allowed.is_empty(),
-            None => !issuers.is_empty(),
-        };
-        if !(requirement.jwt && usable_issuers || requirement.api_key && api_keys) {
-            self.error(
-                spanned.span(),
-                format!("route `{id}` requires credentials, but none it accepts can be presented: configure an [[issuers]] entry (and accept \"jwt\") or [api_keys] (and accept \"api_key\"), or set `public = true`"),
-            );
-        }
-        requirement
-    }
-
-    fn host_pattern(&mut self, text: &Text) -> Option<HostPattern> {
-        let value = self.text(text)?.to_ascii_lowercase();
-        let (pattern, name) = match value.strip_prefix("*.") {
-            Some(rest) => (HostPattern::Wildcard(format!(".{rest}")), rest),
-            None => (HostPattern::Exact(value.clone()), value.as_str()),
-        };
-        let valid = !name.is_empty()
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if valid {
-            Some(pattern)
-        } else {
-            self.error(
-                text.span(),
-                format!("`{value}` is not a host name (wildcards are written `*.example.com`)"),
-            );
-            None
-        }
-    }
-
-    fn route_path(&mut self, text: &Text) -> Option<String> {
-        let value = self.text(text)?;
-        if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
-            self.error(
-                text.span(),
-                format!("route path `{value}` must start with `/` and hold no query"),
-            );
-            return None;
-        }
-        let trimmed = value.trim_end_matches('/');
-        Some(if trimmed.is_empty() {
-            "/".into()
-        } else {
-            trimmed.into()
-        })
-    }
-
-    fn route_target(
-        &mut self,
-        text: &Text,
-        upstreams: &mut BTreeMap<String, UpstreamSettings>,
-    ) -> Option<RouteTarget> {
-        let value = self.text(text)?;
-        if value == BUILTIN_ECHO {
-            return Some(RouteTarget::Echo);
-        }
-        if upstreams.contains_key(&value) {
-            return Some(RouteTarget::Upstream(value));
-        }
-        if value.contains("://") {
-            let target = self.target(text)?;
-            upstreams
-                .entry(value.clone())
-                .or_insert_with(|| UpstreamSettings {
-                    name: value.clone(),
-                    targets: vec![target],
-                    connect_timeout: Duration::from_secs(2),
-                    timeout: Duration::from_secs(30),
-                    eject_for: Duration::from_secs(10),
-                    preserve_host: true,
-                    ca: Vec::new(),
-                });
-            return Some(RouteTarget::Upstream(value));
-        }
-        self.error(
-            text.span(),
-            format!("upstream `{value}` is not defined: name an [upstreams.NAME], a URL, or \"{BUILTIN_ECHO}\""),
-        );
-        None
-    }
-}
-
-/// Parses `http://host:port` or `https://host:port` (a trailing `/` is allowed, nothing more).
-pub fn parse_target(value: &str) -> Result<Target, String> {
-    let uri: Uri = value
-        .parse()
-        .map_err(|_| format!("`{value}` is not a URL"))?;
-    let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-    if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
-        return Err(format!(
-            "`{value}`: upstream targets use http:// or https://"
-        ));
-    }
-    let authority = uri
-        .authority()
-        .cloned()
-        .ok_or_else(|| format!("`{value}` has no host"))?;
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err(format!(
-            "`{value}`: a target is scheme://host:port, without a path"
-        ));
-    }
-    Ok(Target { scheme, authority })
 }
