@@ -5,7 +5,7 @@
 use http::HeaderMap;
 
 use crate::auth::api_keys;
-use crate::token_service::endpoints;
+use crate::token_service::requests;
 
 /// A keys file read by the fast line parser: each entry (as `Debug` text) with its byte range,
 /// or `None` when the text leaves the subset it reads.
@@ -44,21 +44,21 @@ pub fn keys_file_load(source: &str) -> Result<usize, usize> {
 
 /// The token endpoints' form parameters (`None`: refused).
 pub fn token_form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    endpoints::parse_form(body).ok()
+    requests::parse_form(body).ok()
 }
 
 /// The token endpoints' HTTP Basic client credentials: `Some(None)` when there are none,
 /// `None` when they are refused.
 pub fn token_basic(headers: &HeaderMap) -> Option<Option<(String, String)>> {
-    endpoints::basic_credentials(headers).ok()
+    requests::basic_credentials(headers).ok()
 }
 
 /// Whether the body parses as each of the token endpoints' JSON requests (login, refresh,
 /// logout).
 pub fn token_json(body: &[u8]) -> [bool; 3] {
     [
-        endpoints::parse_json::<endpoints::LoginRequest>(body).is_ok(),
-        endpoints::parse_json::<endpoints::RefreshRequest>(body).is_ok(),
-        endpoints::parse_json::<endpoints::LogoutRequest>(body).is_ok(),
+        requests::parse_json::<requests::LoginRequest>(body).is_ok(),
+        requests::parse_json::<requests::RefreshRequest>(body).is_ok(),
+        requests::parse_json::<requests::LogoutRequest>(body).is_ok(),
     ]
 }

@@ -17,22 +17,22 @@
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
-use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, CACHE_CONTROL};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
+use super::errors::json_response;
+pub use super::errors::ServiceError;
 use super::grants::{self, Grant, Replacement, Rotation, RotationRules, REFRESH_PREFIX};
+use super::requests::{
+    basic_credentials, bearer_token, param, parse_form, parse_json, read_body, LoginRequest,
+    LogoutRequest, RefreshRequest,
+};
 use super::store::{FamilyRecord, StoreError, TokenStore};
 use super::TokenService;
 use crate::auth::{jwt, unix_now, Authenticator, Identity};
 use crate::{full_body, Body};
-
-/// Request bodies larger than this are refused: every request here is a few hundred bytes.
-const MAX_BODY: usize = 16 * 1024;
 
 /// One of the service's endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,134 +75,6 @@ pub struct Caller {
     pub address: IpAddr,
 }
 
-/// Why a request to the service was refused.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ServiceError {
-    /// 400 `invalid_request`.
-    InvalidRequest(&'static str),
-    /// 401 `invalid_client`; `basic` when the client tried HTTP Basic (it gets a challenge).
-    InvalidClient {
-        /// Whether the client authenticated with HTTP Basic.
-        basic: bool,
-    },
-    /// 400 `invalid_grant`.
-    InvalidGrant(&'static str),
-    /// 400 `invalid_scope`.
-    InvalidScope,
-    /// 400 `unsupported_grant_type`.
-    UnsupportedGrantType,
-    /// 401 `invalid_credentials`: wrong username or password (one answer for both).
-    InvalidCredentials,
-    /// 429 `too_many_attempts`, with the seconds to wait.
-    TooManyAttempts(u64),
-    /// 405, with the allowed method.
-    MethodNotAllowed(&'static str),
-    /// 415, with the expected media type.
-    UnsupportedMediaType(&'static str),
-    /// 413.
-    BodyTooLarge,
-    /// 503 `temporarily_unavailable`: the store failed (logged, never shown).
-    Unavailable(String),
-}
-
-impl From<StoreError> for ServiceError {
-    fn from(error: StoreError) -> Self {
-        ServiceError::Unavailable(error.0)
-    }
-}
-
-impl ServiceError {
-    /// The RFC 6749 error code (the `result` label too).
-    pub fn code(&self) -> &'static str {
-        match self {
-            ServiceError::InvalidRequest(_)
-            | ServiceError::MethodNotAllowed(_)
-            | ServiceError::UnsupportedMediaType(_)
-            | ServiceError::BodyTooLarge => "invalid_request",
-            ServiceError::InvalidClient { .. } => "invalid_client",
-            ServiceError::InvalidGrant(_) => "invalid_grant",
-            ServiceError::InvalidScope => "invalid_scope",
-            ServiceError::UnsupportedGrantType => "unsupported_grant_type",
-            ServiceError::InvalidCredentials => "invalid_credentials",
-            ServiceError::TooManyAttempts(_) => "too_many_attempts",
-            ServiceError::Unavailable(_) => "temporarily_unavailable",
-        }
-    }
-
-    fn status(&self) -> StatusCode {
-        match self {
-            ServiceError::InvalidClient { .. } | ServiceError::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
-            ServiceError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
-            ServiceError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ServiceError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ServiceError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-
-    fn description(&self) -> String {
-        match self {
-            ServiceError::InvalidRequest(why) | ServiceError::InvalidGrant(why) => why.to_string(),
-            ServiceError::InvalidClient { .. } => "the client id or secret is not valid".into(),
-            ServiceError::InvalidScope => "the requested scope exceeds what was granted".into(),
-            ServiceError::UnsupportedGrantType => {
-                "grant_type must be client_credentials or refresh_token".into()
-            }
-            ServiceError::InvalidCredentials => "the username or password is not correct".into(),
-            ServiceError::TooManyAttempts(_) => {
-                "too many failed logins; wait for Retry-After seconds".into()
-            }
-            ServiceError::MethodNotAllowed(allowed) => format!("use {allowed}"),
-            ServiceError::UnsupportedMediaType(expected) => format!("send {expected}"),
-            ServiceError::BodyTooLarge => "the request body is too large".into(),
-            ServiceError::Unavailable(_) => "the token service cannot answer now; retry".into(),
-        }
-    }
-
-    /// The response: status, the gateway's JSON body shape, and the headers the error needs.
-    pub fn into_response(self, request_id: &str) -> Response<Body> {
-        if let ServiceError::Unavailable(detail) = &self {
-            tracing::error!(request_id, error = %detail, "token service failed");
-        }
-        let body = json!({
-            "error": self.code(),
-            "error_description": self.description(),
-            "request_id": request_id,
-        });
-        let mut response = json_response(self.status(), &body);
-        let headers = response.headers_mut();
-        match &self {
-            ServiceError::InvalidClient { basic: true } => {
-                headers.insert(
-                    WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"authgate\""),
-                );
-            }
-            ServiceError::TooManyAttempts(seconds) => {
-                headers.insert(RETRY_AFTER, HeaderValue::from(*seconds));
-            }
-            ServiceError::MethodNotAllowed(allowed) => {
-                headers.insert(ALLOW, HeaderValue::from_static(allowed));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(full_body(body.to_string()));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
 /// Tokens issued by one request.
 #[derive(Debug)]
 struct Issued {
@@ -225,22 +97,6 @@ impl Issued {
         }
         json_response(StatusCode::OK, &body)
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct LoginRequest {
-    username: String,
-    password: String,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct RefreshRequest {
-    refresh_token: String,
-}
-
-#[derive(Debug, Deserialize, Default)]
-pub(crate) struct LogoutRequest {
-    refresh_token: Option<String>,
 }
 
 fn seconds(duration: std::time::Duration) -> i64 {
@@ -797,138 +653,5 @@ impl TokenService {
         let jti = claims.get("jti")?.as_str()?.to_string();
         let exp = claims.get("exp")?.as_i64()?;
         (exp >= now).then_some((jti, exp))
-    }
-}
-
-/// Reads a small body of the expected media type.
-async fn read_body<B>(headers: &HeaderMap, body: B, form: bool) -> Result<Vec<u8>, ServiceError>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let expected = if form {
-        "application/x-www-form-urlencoded"
-    } else {
-        "application/json"
-    };
-    let media_type = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::trim);
-    // A logout may come with no body at all (the access token in Authorization is enough): no
-    // media type is then fine, as long as there is indeed no body.
-    let may_be_empty = media_type.is_none() && !form;
-    if !media_type.is_some_and(|t| t.eq_ignore_ascii_case(expected)) && !may_be_empty {
-        return Err(ServiceError::UnsupportedMediaType(expected));
-    }
-    let collected = Limited::new(body, MAX_BODY).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            ServiceError::BodyTooLarge
-        } else {
-            ServiceError::InvalidRequest("the request body could not be read")
-        }
-    })?;
-    let bytes = collected.to_bytes();
-    if may_be_empty && !bytes.is_empty() {
-        return Err(ServiceError::UnsupportedMediaType(expected));
-    }
-    Ok(bytes.to_vec())
-}
-
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
-    serde_json::from_slice(body).map_err(|_| {
-        ServiceError::InvalidRequest("the body is not the JSON object this endpoint expects")
-    })
-}
-
-/// The form's parameters; a repeated one is an error (RFC 6749 §3.2).
-pub(crate) fn parse_form(body: &[u8]) -> Result<Vec<(String, String)>, ServiceError> {
-    let mut params: Vec<(String, String)> = Vec::new();
-    for (name, value) in form_urlencoded::parse(body) {
-        if params.iter().any(|(seen, _)| *seen == name) {
-            return Err(ServiceError::InvalidRequest(
-                "a parameter appears more than once",
-            ));
-        }
-        params.push((name.into_owned(), value.into_owned()));
-    }
-    Ok(params)
-}
-
-/// A parameter, absent when missing or empty (RFC 6749 §3.1).
-fn param<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
-/// `Authorization: Basic` client credentials, each form-urlencoded (RFC 6749 §2.3.1).
-pub(crate) fn basic_credentials(
-    headers: &HeaderMap,
-) -> Result<Option<(String, String)>, ServiceError> {
-    let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(None);
-    };
-    let malformed = ServiceError::InvalidClient { basic: true };
-    let text = value.to_str().map_err(|_| malformed.clone())?;
-    let Some((scheme, encoded)) = text.split_once(' ') else {
-        return Err(malformed);
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(None);
-    }
-    let decoded =
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim())
-            .map_err(|_| malformed.clone())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed.clone())?;
-    let (id, secret) = decoded.split_once(':').ok_or(malformed)?;
-    Ok(Some((form_decode(id), form_decode(secret))))
-}
-
-/// `application/x-www-form-urlencoded` decoding of one value: `+` is a space, then `%XX`.
-fn form_decode(text: &str) -> String {
-    let spaced = text.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
-}
-
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_decoded() {
-        let mut headers = HeaderMap::new();
-        let encoded = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "my%20client:p%3Ass+word&x",
-        );
-        headers.insert(AUTHORIZATION, format!("Basic {encoded}").parse().unwrap());
-        assert_eq!(
-            basic_credentials(&headers).unwrap(),
-            Some(("my client".into(), "p:ss word&x".into()))
-        );
-        headers.insert(AUTHORIZATION, "Basic !!!".parse().unwrap());
-        assert!(basic_credentials(&headers).is_err());
-        headers.insert(AUTHORIZATION, "Bearer abc".parse().unwrap());
-        assert_eq!(basic_credentials(&headers).unwrap(), None);
-    }
-
-    #[test]
-    fn repeated_form_parameters_are_refused() {
-        assert!(parse_form(b"grant_type=a&grant_type=b").is_err());
-        let params = parse_form(b"grant_type=client_credentials&scope=").unwrap();
-        assert_eq!(param(&params, "scope"), None);
-        assert_eq!(param(&params, "grant_type"), Some("client_credentials"));
     }
 }

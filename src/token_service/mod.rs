@@ -12,9 +12,11 @@
 
 pub mod embedded;
 pub mod endpoints;
+mod errors;
 pub mod grants;
 pub mod limiter;
 pub mod passwords;
+pub(crate) mod requests;
 pub mod revocations;
 pub mod store;
 pub mod users;
