@@ -9,20 +9,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::error::AuthError;
 use crate::auth::Identity;
-use crate::config::IdentitySettings;
-
-/// Lowercases `name` and reads `_` as `-`.
-pub fn normalize_header_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
-}
+use crate::config::{normalize_header_name, IdentitySettings};
 
 /// Decides which incoming headers are identity headers a client may not send. Built once per
 /// snapshot.

@@ -56,12 +56,14 @@ pub mod key_material;
 pub mod limits;
 pub mod metrics;
 pub mod outbound;
+pub mod passwords;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod strict_json;
 pub mod token_service;
+pub mod users;
 
 use bytes::Bytes;
 

@@ -47,6 +47,20 @@ pub use upstreams::{parse_target, Target, UpstreamSettings};
 /// The upstream name routes use for the built-in echo responder.
 pub const BUILTIN_ECHO: &str = "builtin:echo";
 
+/// Lowercases `name` and reads `_` as `-`: how identity-header names and `strip` prefixes
+/// are compared, so `X_Auth_Subject` is caught as `x-auth-subject`.
+pub fn normalize_header_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}
+
 /// A complete, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -793,7 +807,7 @@ impl Validator<'_> {
                         );
                         return None;
                     }
-                    Some(crate::identity::normalize_header_name(&value))
+                    Some(normalize_header_name(&value))
                 })
                 .collect(),
         };

@@ -14,8 +14,8 @@ use super::issuers::published_key;
 use super::raw::{RawTokenService, Text};
 use super::{IssuerSettings, KeySource, Provision, SigningKey, Validator};
 use crate::key_material::{self as keys, KeySet, VerificationKey};
-use crate::token_service::passwords::SecretHash;
-use crate::token_service::users::{self, UserTable};
+use crate::passwords::SecretHash;
+use crate::users::{self, UserTable};
 
 /// The validated `[token_service]`.
 #[derive(Debug, Clone)]

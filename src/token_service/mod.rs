@@ -15,11 +15,11 @@ pub mod endpoints;
 mod errors;
 pub mod grants;
 pub mod limiter;
-pub mod passwords;
+pub use crate::passwords;
 pub(crate) mod requests;
 pub mod revocations;
 pub mod store;
-pub mod users;
+pub use crate::users;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::{line_and_column, Diagnostic};
+use crate::diagnostic::{line_and_column, unknown_plan, Diagnostic};
 
 /// One user.
 #[derive(Clone, PartialEq)]
@@ -146,13 +146,13 @@ pub fn parse(
             ));
             continue;
         }
-        if let Err(message) = super::passwords::check_stored(user.password_hash.get_ref()) {
+        if let Err(message) = crate::passwords::check_stored(user.password_hash.get_ref()) {
             errors.push(at(user.password_hash.span().start, message));
             continue;
         }
         if let (Some(plan), Some(plans)) = (&user.plan, plans) {
             if !plans.contains(plan.get_ref()) {
-                let message = crate::config::unknown_plan(plan.get_ref(), plans.iter());
+                let message = unknown_plan(plan.get_ref(), plans.iter());
                 errors.push(at(plan.span().start, message));
                 continue;
             }
