@@ -306,9 +306,8 @@ EOF
 }
 
 # --- credentials -------------------------------------------------------------------------------
-"$authgate" keys new --subject bench-bot 2>/dev/null > "$work/key.out"
-api_key=$(head -n1 "$work/key.out")
-tail -n +3 "$work/key.out" > "$work/keys.toml"
+"$authgate" keys new --subject bench-bot --key-out "$work/bench.key" 2>/dev/null > "$work/keys.toml"
+api_key=$(cat "$work/bench.key")
 gateway_toml 1 100000 > "$work/gateway.toml"
 "$authgate" check --config "$work/gateway.toml" >/dev/null
 # Every token outlives the run by far.
