@@ -67,6 +67,8 @@ pub struct RemoteKeys {
     last_error: Mutex<Option<String>>,
     /// Counts finished unknown-`kid` refetch tasks, for the requests waiting on one.
     refetches: tokio::sync::watch::Sender<u64>,
+    /// Set while an unknown-`kid` refetch task runs.
+    refetch_in_flight: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RemoteKeys {
@@ -96,6 +98,7 @@ impl RemoteKeys {
             discovered: Mutex::new(None),
             last_error: Mutex::new(None),
             refetches: tokio::sync::watch::Sender::new(0),
+            refetch_in_flight: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(refresh_loop(Arc::downgrade(&keys)));
         keys
@@ -141,23 +144,39 @@ impl RemoteKeys {
     /// goes on to its own timeout, so an IdP that answers in 3 s still delivers the rotated key
     /// (the cooldown it spent is not wasted).
     pub async fn refetch_for_unknown_kid(self: &Arc<Self>, seen_generation: u64) -> bool {
-        if self.refetched_recently() {
+        // Subscribed before anything else, so a refetch that ends from here on is seen.
+        let mut finished = self.refetches.subscribe();
+        let in_flight = self.refetch_in_flight.load(Ordering::Acquire);
+        if !in_flight && self.refetched_recently() {
             return self.generation() != seen_generation;
         }
-        let mut finished = self.refetches.subscribe();
-        let keys = self.clone();
-        tokio::spawn(async move {
-            {
-                let _flight = keys.fetching.lock().await;
-                // Whoever held the lock before may have fetched already, or started the
-                // refetch this cooldown allows.
-                if keys.generation() == seen_generation && !keys.refetched_recently() {
-                    keys.last_forced_ms.store(monotonic_ms(), Ordering::Release);
-                    let _ = keys.fetch_and_store("unknown_kid").await;
-                }
+        // One request claims the refetch and starts its task; every other one only waits for
+        // it, so a flood of unknown kids starts one task, not one per request.
+        let claimed = !in_flight
+            && self
+                .refetch_in_flight
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+        if claimed {
+            if self.refetched_recently() {
+                // Another refetch ended between the check and the claim: its cooldown holds.
+                self.refetch_in_flight.store(false, Ordering::Release);
+                return self.generation() != seen_generation;
             }
-            keys.refetches.send_modify(|count| *count += 1);
-        });
+            self.last_forced_ms.store(monotonic_ms(), Ordering::Release);
+            let keys = self.clone();
+            tokio::spawn(async move {
+                {
+                    let _flight = keys.fetching.lock().await;
+                    // The periodic refresh may have brought the new set in meanwhile.
+                    if keys.generation() == seen_generation {
+                        let _ = keys.fetch_and_store("unknown_kid").await;
+                    }
+                }
+                keys.refetch_in_flight.store(false, Ordering::Release);
+                keys.refetches.send_modify(|count| *count += 1);
+            });
+        }
         let waited = tokio::time::timeout(REFETCH_WAIT, finished.changed()).await;
         if waited.is_err() {
             tracing::warn!(
