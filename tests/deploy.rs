@@ -306,15 +306,6 @@ fn deploy_file(path: &str) -> String {
     .unwrap()
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// `systemd-analyze verify` accepts the unit (with the binary it names pointed at this build).
 #[test]
 fn the_systemd_unit_passes_systemd_analyze_verify() {
@@ -343,11 +334,11 @@ fn start_in_layout(
     rewrite: impl Fn(String) -> String,
 ) -> support::GatewayProcess {
     let dir = tempfile::tempdir().unwrap();
-    for name in names_in(config_dir) {
+    for name in support::file_names(config_dir) {
         let text = std::fs::read_to_string(config_dir.join(&name)).unwrap();
         std::fs::write(dir.path().join(&name), rewrite(text)).unwrap();
     }
-    let before = names_in(dir.path());
+    let before = support::file_names(dir.path());
     // As ExecStartPre does: a check first, which must leave no trace either.
     let check = Command::new(env!("CARGO_BIN_EXE_authgate"))
         .current_dir(dir.path())
@@ -365,7 +356,7 @@ fn start_in_layout(
         &[(state.0, state.1.to_str().unwrap()), ("RUST_LOG", "info")],
     );
     assert_eq!(
-        names_in(gateway.dir.path()),
+        support::file_names(gateway.dir.path()),
         before,
         "the configuration directory was written"
     );
@@ -395,7 +386,7 @@ async fn the_systemd_layout_starts_with_its_state_in_the_state_directory() {
     reply.assert_status(200);
     let mut names = Vec::new();
     for _ in 0..100 {
-        names = names_in(&state);
+        names = support::file_names(&state);
         if names.len() == 3 {
             break;
         }

@@ -168,15 +168,6 @@ async fn admin_endpoints_answer_on_their_own_listener_only() {
 /// The files a fresh clone ships that the gateway reads.
 const SHIPPED: [&str; 3] = ["gateway.toml", "users.toml", "keys.toml"];
 
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn check_accepts_the_shipped_gateway_toml_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,7 +175,7 @@ fn check_accepts_the_shipped_gateway_toml_and_writes_nothing() {
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         std::fs::copy(shipped, dir.path().join(file)).unwrap();
     }
-    let before = listing(dir.path());
+    let before = support::file_names(dir.path());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_authgate"))
         .current_dir(dir.path())
         .args(["check", "--config", "gateway.toml"])
@@ -203,7 +194,7 @@ fn check_accepts_the_shipped_gateway_toml_and_writes_nothing() {
         "{stdout}"
     );
     assert_eq!(
-        listing(dir.path()),
+        support::file_names(dir.path()),
         before,
         "check wrote into the config directory"
     );
@@ -253,7 +244,7 @@ fn the_token_service_keeps_its_data_where_the_service_manager_says() {
     gateway.wait().unwrap();
     assert!(key.exists(), "no key in $STATE_DIRECTORY");
     assert_eq!(
-        listing(dir.path()),
+        support::file_names(dir.path()),
         ["gateway.toml"],
         "the config directory was written"
     );

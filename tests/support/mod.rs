@@ -359,3 +359,14 @@ pub async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&received).into_owned()
 }
+
+/// The names of the entries of `dir`, sorted: what a test compares to see that nothing was
+/// written there.
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
