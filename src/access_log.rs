@@ -1,8 +1,8 @@
 //! The access log: one line per request through `tracing` (target `authgate::access`), text by
-//! default and JSON with `[log] format = "json"`. It names the request (id, route, method, path,
-//! status, duration, upstream, client), who made it (auth method, subject or key id, and plan) and why
-//! it was refused (the closed `reason` set), and never a token, key, secret, cookie or query
-//! string. `RUST_LOG=authgate::access=off` silences it.
+//! default and JSON with `[log] format = "json"`. It names the request (id, route, `mode`: proxy
+//! or forward_auth, method, path, status, duration, upstream, client), who made it (auth method,
+//! subject or key id, and plan) and why it was refused (the closed `reason` set), and never a
+//! token, key, secret, cookie or query string. `RUST_LOG=authgate::access=off` silences it.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -30,6 +30,11 @@ pub struct Exchange<'s> {
     pub trace_id: Option<String>,
     /// The consumer's plan, when one applied.
     pub plan: Option<SharedString>,
+    /// Whether this was a forward-auth call rather than a proxied request.
+    pub forward_auth: bool,
+    /// Set for a forward-auth decision: the method and path of the request it was about,
+    /// which the line names instead of the decision endpoint's own.
+    pub decided: Option<(http::Method, String)>,
     /// `RateLimit-Policy` and `RateLimit` for the response, when a limit applied.
     pub rate_limit: Option<(http::HeaderValue, http::HeaderValue)>,
 }
@@ -69,8 +74,9 @@ pub fn write(line: &Line<'_>, exchange: &Exchange<'_>) {
         target: "authgate::access",
         request_id = line.request_id,
         route = exchange.route.as_deref().unwrap_or("-"),
-        method = line.method,
-        path = line.path,
+        mode = if exchange.forward_auth { "forward_auth" } else { "proxy" },
+        method = exchange.decided.as_ref().map_or(line.method, |(method, _)| method.as_str()),
+        path = exchange.decided.as_ref().map_or(line.path, |(_, path)| path.as_str()),
         status = line.status,
         // Whole microseconds: `0.412`, not `0.41234599999999997`.
         duration_ms = u32::try_from(line.duration.as_micros()).unwrap_or(u32::MAX) as f64 / 1000.0,

@@ -57,6 +57,9 @@ pub enum GatewayError {
     /// Authentication or authorization failed.
     #[error("{0}")]
     Auth(#[from] AuthError),
+    /// A peer outside `[forward_auth] trusted` asked for a forward-auth decision.
+    #[error("this address may not ask for forward-auth decisions")]
+    UntrustedPeer,
     /// A rate limit or quota of the caller's plan or of the route is used up.
     #[error("{}", limit_description(.0))]
     Limited(crate::limits::Refusal),
@@ -82,7 +85,8 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::BadRequest(_)
             | GatewayError::BodyTooLarge
-            | GatewayError::NotImplemented(_) => Fault::Client,
+            | GatewayError::NotImplemented(_)
+            | GatewayError::UntrustedPeer => Fault::Client,
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
@@ -102,9 +106,8 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_)) => {
-                StatusCode::FORBIDDEN
-            }
+            GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_))
+            | GatewayError::UntrustedPeer => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -120,6 +123,7 @@ impl GatewayError {
             GatewayError::BadRequest(_) => "invalid_request",
             GatewayError::BodyTooLarge => "request_too_large",
             GatewayError::NotImplemented(_) => "not_implemented",
+            GatewayError::UntrustedPeer => "forbidden",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",

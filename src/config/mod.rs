@@ -8,6 +8,7 @@
 //! references and checks names are unique. It collects every problem rather than stopping at the
 //! first, each as `file:line:col: message`.
 
+mod forward_auth;
 mod issuers;
 mod plans;
 mod raw;
@@ -32,6 +33,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::api_keys::KeyTable;
 
 pub use crate::diagnostic::{line_and_column, unknown_plan, ConfigErrors, Diagnostic};
+pub use forward_auth::ForwardAuthSettings;
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use plans::{
     parse_quota, parse_rate, ConsumerSettings, Plan, Quota, QuotaWindow, Rate, RateLimit,
@@ -46,6 +48,9 @@ pub use upstreams::{parse_target, Target, UpstreamSettings};
 
 /// The upstream name routes use for the built-in echo responder.
 pub const BUILTIN_ECHO: &str = "builtin:echo";
+
+/// The route `upstream` of a route that only answers forward-auth decisions.
+pub const NO_UPSTREAM: &str = "none";
 
 /// Lowercases `name` and reads `_` as `-`: how identity-header names and `strip` prefixes
 /// are compared, so `X_Auth_Subject` is caught as `x-auth-subject`.
@@ -98,6 +103,8 @@ pub struct Config {
     pub consumers: ConsumerSettings,
     /// `[state] data_dir`: where every file the gateway writes lives (quotas, token store).
     pub data_dir: PathBuf,
+    /// `[forward_auth]`, when other proxies may ask the gateway for decisions.
+    pub forward_auth: Option<ForwardAuthSettings>,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -508,6 +515,21 @@ impl Validator<'_> {
             .collect();
         identity.token_cookies.sort();
         identity.token_cookies.dedup();
+        let forward_auth = raw.forward_auth.as_ref().map(|fa| {
+            let settings = self.forward_auth(fa);
+            self.forward_auth_overlaps(fa.span(), &settings, token_service.as_ref(), &routes);
+            settings
+        });
+        if forward_auth.is_none() {
+            for raw_route in &raw.routes {
+                if raw_route.get_ref().upstream.get_ref() == NO_UPSTREAM {
+                    self.error(
+                        raw_route.get_ref().upstream.span(),
+                        "`upstream = \"none\"` routes only answer forward-auth: add a [forward_auth] section",
+                    );
+                }
+            }
+        }
         if server.http.is_none() && server.https.is_none() {
             self.error(0..0, "no listener: set `http` or `https` in [server]");
         }
@@ -526,6 +548,7 @@ impl Validator<'_> {
             plans,
             consumers,
             data_dir,
+            forward_auth,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {
@@ -603,15 +626,9 @@ impl Validator<'_> {
         })
     }
 
-    fn server(&mut self, raw: &raw::RawServer) -> ServerSettings {
-        let max_header_size = self.size(raw.max_header_size.as_ref(), 64 * 1024);
-        if max_header_size < 8192 {
-            let span = raw.max_header_size.as_ref().map_or(0..0, |t| t.span());
-            self.error(span, "`max_header_size` must be at least 8KiB");
-        }
-        let trusted_proxies = raw
-            .trusted_proxies
-            .iter()
+    /// CIDR ranges (or single addresses), each bad one reported where it was written.
+    fn networks(&mut self, list: &[Text]) -> Vec<IpNet> {
+        list.iter()
             .filter_map(|text| {
                 let value = self.text(text)?;
                 let parsed = value
@@ -626,7 +643,16 @@ impl Validator<'_> {
                     })
                     .ok()
             })
-            .collect();
+            .collect()
+    }
+
+    fn server(&mut self, raw: &raw::RawServer) -> ServerSettings {
+        let max_header_size = self.size(raw.max_header_size.as_ref(), 64 * 1024);
+        if max_header_size < 8192 {
+            let span = raw.max_header_size.as_ref().map_or(0..0, |t| t.span());
+            self.error(span, "`max_header_size` must be at least 8KiB");
+        }
+        let trusted_proxies = self.networks(&raw.trusted_proxies);
         ServerSettings {
             http: raw.http.as_ref().and_then(|t| self.address(t)),
             https: raw.https.as_ref().and_then(|t| self.address(t)),

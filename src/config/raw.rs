@@ -34,6 +34,15 @@ pub struct RawConfig {
     pub plans: BTreeMap<String, Spanned<RawPlan>>,
     pub consumers: Option<Spanned<RawConsumers>>,
     pub state: Option<Spanned<RawState>>,
+    pub forward_auth: Option<Spanned<RawForwardAuth>>,
+}
+
+/// `[forward_auth]`.
+#[derive(Debug, Deserialize)]
+pub struct RawForwardAuth {
+    pub path: Option<Text>,
+    pub trusted: Option<Vec<Text>>,
+    pub deny_status: Option<Spanned<i64>>,
 }
 
 /// One `[plans.NAME]`.

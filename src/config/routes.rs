@@ -7,7 +7,7 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{self, Text};
-use super::{IssuerSettings, RateLimit, UpstreamSettings, Validator, BUILTIN_ECHO};
+use super::{IssuerSettings, RateLimit, UpstreamSettings, Validator, BUILTIN_ECHO, NO_UPSTREAM};
 
 /// Which hosts a route serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub enum RouteTarget {
     Upstream(String),
     /// The built-in echo responder.
     Echo,
+    /// Nowhere: the route only answers forward-auth decisions (`upstream = "none"`); a request
+    /// sent to it directly finds no route.
+    None,
 }
 
 /// One `[[routes]]` entry.
@@ -274,6 +277,9 @@ impl Validator<'_> {
         let value = self.text(text)?;
         if value == BUILTIN_ECHO {
             return Some(RouteTarget::Echo);
+        }
+        if value == NO_UPSTREAM {
+            return Some(RouteTarget::None);
         }
         if upstreams.contains_key(&value) {
             return Some(RouteTarget::Upstream(value));

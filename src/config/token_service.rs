@@ -239,7 +239,7 @@ impl Validator<'_> {
         })
     }
 
-    fn endpoint_path(&mut self, text: &Text) -> Option<String> {
+    pub(super) fn endpoint_path(&mut self, text: &Text) -> Option<String> {
         let value = self.text(text)?;
         let trimmed = value.trim_end_matches('/');
         let valid = trimmed.starts_with('/')

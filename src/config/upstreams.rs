@@ -45,6 +45,13 @@ impl Validator<'_> {
         raw: &toml::Spanned<raw::RawUpstream>,
     ) -> Option<UpstreamSettings> {
         let upstream = raw.get_ref();
+        if name == super::NO_UPSTREAM {
+            self.error(
+                raw.span(),
+                format!("`{name}` is reserved: a route's `upstream = \"{name}\"` means it only answers forward-auth"),
+            );
+            return None;
+        }
         if upstream.targets.is_empty() {
             self.error(raw.span(), format!("upstream `{name}` has no targets"));
             return None;

@@ -4,8 +4,10 @@
 //! says why it sits where it does. Failures are [`GatewayError`]s, turned into responses in one
 //! place ([`GatewayError::into_response`]).
 
+pub mod admission;
 pub mod consumer;
 pub mod echo;
+pub mod forward_auth;
 pub mod headers;
 pub mod routes;
 pub mod upgrade;
@@ -23,7 +25,6 @@ use hyper::body::Incoming;
 use std::time::Instant;
 
 use crate::access_log::Exchange;
-use crate::auth::Identity;
 use crate::config::RouteTarget;
 use crate::error::{Fault, GatewayError};
 use crate::metrics::RouteMetrics;
@@ -90,7 +91,15 @@ pub async fn handle(
                 let id = request_id.to_str().unwrap_or_default();
                 tracing::warn!(request_id = id, %method, path = uri.path(), %error, "request failed");
             }
-            error.into_response(request_id.to_str().unwrap_or_default())
+            let status = match &snapshot.config.forward_auth {
+                Some(settings) if exchange.forward_auth => {
+                    forward_auth::refusal_status(settings, &error)
+                }
+                _ => error.status(),
+            };
+            let mut response = error.into_response(request_id.to_str().unwrap_or_default());
+            *response.status_mut() = status;
+            response
         }
     };
     response
@@ -175,6 +184,15 @@ async fn forward<'s>(
         }
     }
 
+    // Forward-auth comes before the routes too: the endpoint is the gateway's own, and what
+    // it routes is the request another proxy describes, not its own path.
+    if let Some(settings) = &snapshot.config.forward_auth {
+        if settings.serves(request.uri().path()) {
+            return forward_auth::decide(snapshot, settings, &request, conn, request_id, exchange)
+                .await;
+        }
+    }
+
     // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or
     // the Host header (HTTP/1.1), checked above. Kept as a header value, which the forwarding
     // headers reuse.
@@ -187,74 +205,22 @@ async fn forward<'s>(
     exchange.route = Some(route.label.clone());
     exchange.metrics = Some(&route.metrics);
 
-    // Authenticate against keys already in memory (no network wait, but for the bounded
-    // unknown-`kid` refetch), then decide whether this caller may use the route.
-    let identity = if route.public {
-        None
-    } else {
-        let outcome = snapshot
-            .auth
-            .authenticate(&route.auth, request.headers())
-            .await;
-        match outcome {
-            Ok(identity) => {
-                exchange.auth_method = Some(identity.method());
-                if exchange.logged {
-                    exchange.principal =
-                        Some(identity.key_id().unwrap_or(identity.subject()).to_string());
-                }
-                Some(identity)
-            }
-            Err(error) => {
-                let reason = error.reason();
-                if tracing::enabled!(tracing::Level::DEBUG) {
-                    // What was presented beside what the route expects; never the token itself.
-                    let detail = crate::auth::diagnose::describe(
-                        &snapshot.auth,
-                        &route.auth,
-                        request.headers(),
-                    );
-                    tracing::debug!(
-                        request_id = request_id.to_str().unwrap_or_default(),
-                        route = route.id.as_str(),
-                        reason,
-                        %detail,
-                        "credential refused"
-                    );
-                }
-                // Counted under the kind of credential that was presented, good or not.
-                let presented = snapshot
-                    .auth
-                    .presented_method(&route.auth, request.headers());
-                route.metrics.auth_decision(presented, "deny", reason);
-                return Err(error.into());
-            }
-        }
-    };
+    // A route that only answers forward-auth decisions has nothing to forward to.
+    if route.target == RouteTarget::None {
+        return Err(GatewayError::NoRoute);
+    }
 
-    // Limits come after authentication, so a refused credential costs its owner nothing, and
-    // before anything is forwarded, so a refused request never reaches the upstream.
-    let method = identity.as_ref().map_or("none", Identity::method);
-    if let Err(refusal) = limit(snapshot, route, identity.as_ref(), &request, conn, exchange) {
-        let reason = match refusal.exceeded {
-            crate::limits::Exceeded::Rate => "rate_limited",
-            crate::limits::Exceeded::Quota => "quota_exceeded",
-        };
-        route.metrics.auth_decision(method, "deny", reason);
-        crate::metrics::rate_limited(
-            &route.label,
-            exchange.plan.as_ref(),
-            match refusal.exceeded {
-                crate::limits::Exceeded::Rate => "rate",
-                crate::limits::Exceeded::Quota => "quota",
-            },
-        );
-        exchange.reason = Some(reason);
-        return Err(GatewayError::Limited(refusal));
-    }
-    if identity.is_some() {
-        route.metrics.auth_decision(method, "allow", "ok");
-    }
+    let peer = conn.peer.ip();
+    let trusted_proxies = &snapshot.config.server.trusted_proxies;
+    let identity = admission::admit(
+        snapshot,
+        route,
+        request.headers(),
+        || headers::client_address(request.headers(), peer, trusted_proxies),
+        request_id,
+        exchange,
+    )
+    .await?;
 
     // A declared length over the limit is refused before a byte of the body is read; a body
     // without a length is cut off by `Limited` as it streams.
@@ -310,6 +276,7 @@ async fn forward<'s>(
 
     let upstream = match &route.target {
         RouteTarget::Echo => return Ok(echo::respond(&request)),
+        RouteTarget::None => return Err(GatewayError::NoRoute),
         RouteTarget::Upstream(name) => snapshot
             .upstreams
             .get(name)
@@ -355,37 +322,6 @@ async fn forward<'s>(
         _ => headers::remove_hop_by_hop(response.headers_mut(), false),
     }
     Ok(response.map(|body| body.map_err(Into::into).boxed()))
-}
-
-/// Checks the consumer's plan and the route's own limit. What the RateLimit fields of the
-/// response will say is left in `exchange`.
-fn limit<'s>(
-    snapshot: &'s Snapshot,
-    route: &'s routes::Route,
-    identity: Option<&Identity>,
-    request: &Request<Incoming>,
-    conn: &ConnInfo,
-    exchange: &mut Exchange<'s>,
-) -> Result<(), crate::limits::Refusal> {
-    let (consumer, plan) = consumer::resolve(snapshot, identity, || {
-        headers::client_address(
-            request.headers(),
-            conn.peer.ip(),
-            &snapshot.config.server.trusted_proxies,
-        )
-    });
-    if plan.is_none() && route.limit.is_none() {
-        return Ok(());
-    }
-    exchange.plan = plan.map(|p| p.label.clone());
-    let now = crate::limits::Now::current();
-    let grant = snapshot
-        .limits
-        .check(&consumer, plan, route.limit.as_ref(), 1, now)?;
-    if snapshot.limits.headers {
-        exchange.rate_limit = grant.headers();
-    }
-    Ok(())
 }
 
 /// The URI with its path replaced, query kept.

@@ -1,0 +1,359 @@
+//! Forward-auth: the decision another proxy asks for before it forwards a request itself
+//! (nginx `auth_request`, ingress-nginx `auth-url`, Traefik `ForwardAuth`, Envoy and Istio
+//! `ext_authz` over HTTP).
+//!
+//! The asking proxy describes the original request in one of three ways, tried in this order:
+//! 1. `X-Forwarded-Method` / `-Proto` / `-Host` / `-Uri` (Traefik, APISIX, Oathkeeper);
+//! 2. `X-Original-Method` with `X-Original-URL` or `X-Original-URI` (ingress-nginx, nginx);
+//! 3. the request itself, its path with the endpoint's prefix taken off (Envoy's `ext_authz`
+//!    sends the original method and `path_prefix + original path`, with the original Host).
+//!
+//! That request is routed and admitted exactly as if it had come in directly (see
+//! [`super::admission`]). Allowed is **200** with an empty body and the identity headers on the
+//! response, for the proxy to copy to its upstream; 202 is never used, as Envoy reads anything
+//! but 200 as a denial. Refusals are the usual ones (401 with its challenge, 403, 429 …), and
+//! `deny_status` turns every other refusal into 401 or 403 for nginx, which answers any status
+//! but 2xx, 401 and 403 with a 500. Only peers in `trusted` may ask: a description from anyone
+//! else could name any request.
+
+use std::borrow::Cow;
+
+use http::header::HOST;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+
+use super::{headers, routes, ConnInfo, X_REQUEST_ID};
+use crate::access_log::Exchange;
+use crate::config::ForwardAuthSettings;
+use crate::error::GatewayError;
+use crate::runtime::Snapshot;
+use crate::{full_body, Body};
+
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+
+/// The request a forward-auth call asks about.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Described {
+    /// Its method.
+    pub method: Method,
+    /// Its host, as routing reads it: lowercase, without a port.
+    pub host: String,
+    /// Its path, normalized as a direct request's would be.
+    pub path: String,
+    /// Its query, kept as it was sent (the decision does not read it; the log never shows it).
+    pub query: Option<String>,
+}
+
+/// Answers the forward-auth call `request`: 200 with the identity headers, or the refusal.
+pub async fn decide<'s>(
+    snapshot: &'s Snapshot,
+    settings: &ForwardAuthSettings,
+    request: &Request<Incoming>,
+    conn: &ConnInfo,
+    request_id: &HeaderValue,
+    exchange: &mut Exchange<'s>,
+) -> Result<Response<Body>, GatewayError> {
+    exchange.forward_auth = true;
+    let peer = conn.peer.ip();
+    if !headers::is_trusted(peer, &settings.trusted) {
+        return Err(GatewayError::UntrustedPeer);
+    }
+    let described = describe(settings, request.method(), request.uri(), request.headers())?;
+    exchange.decided = Some((described.method.clone(), described.path.clone()));
+    let route = snapshot
+        .routes
+        .find(&described.host, &described.path, &described.method)
+        .ok_or(GatewayError::NoRoute)?;
+    exchange.route = Some(route.label.clone());
+    exchange.metrics = Some(&route.metrics);
+
+    // The asking proxy is trusted to say who the client is, as a trusted proxy is.
+    let identity = super::admission::admit(
+        snapshot,
+        route,
+        request.headers(),
+        || headers::client_address(request.headers(), peer, &settings.trusted),
+        request_id,
+        exchange,
+    )
+    .await?;
+
+    let mut response = Response::new(full_body(""));
+    let answer = response.headers_mut();
+    // The signed assertion names the request id, so it goes in first.
+    answer.insert(X_REQUEST_ID.clone(), request_id.clone());
+    if let Some(identity) = &identity {
+        crate::identity::inject(answer, &snapshot.config.identity, identity)?;
+    }
+    Ok(response)
+}
+
+/// The status a refusal is answered with: its own, or `deny_status` for any refusal of the
+/// client's request that is not already a 401 or 403. The gateway's own trouble (503) stays a
+/// 5xx: the asking proxy should not turn it into a denial the client believes.
+pub fn refusal_status(settings: &ForwardAuthSettings, error: &GatewayError) -> StatusCode {
+    let status = error.status();
+    match settings.deny_status {
+        Some(deny)
+            if status.is_client_error()
+                && status != StatusCode::UNAUTHORIZED
+                && status != StatusCode::FORBIDDEN =>
+        {
+            deny
+        }
+        _ => status,
+    }
+}
+
+/// The original request, from the first description the call carries.
+pub fn describe(
+    settings: &ForwardAuthSettings,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Described, GatewayError> {
+    let own_host = || text(headers.get(HOST)).map(Cow::Borrowed);
+    let (method, host, target): (Method, Option<Cow<'_, str>>, Cow<'_, str>) =
+        if headers.contains_key(&X_FORWARDED_URI) || headers.contains_key(&X_FORWARDED_METHOD) {
+            (
+                named_method(headers.get(&X_FORWARDED_METHOD), method)?,
+                text(headers.get(&X_FORWARDED_HOST))
+                    // A chain of proxies may append: the first is the client's.
+                    .map(|hosts| Cow::Borrowed(hosts.split(',').next().unwrap_or_default().trim()))
+                    .or_else(own_host),
+                text(headers.get(&X_FORWARDED_URI)).map_or(Cow::Borrowed("/"), Cow::Borrowed),
+            )
+        } else if let Some(url) = headers.get(&X_ORIGINAL_URL) {
+            let url: Uri = text(Some(url)).and_then(|url| url.parse().ok()).ok_or(
+                GatewayError::BadRequest("X-Original-URL is not an absolute URL"),
+            )?;
+            let target = url
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string();
+            (
+                named_method(headers.get(&X_ORIGINAL_METHOD), method)?,
+                url.authority()
+                    .map(|authority| Cow::Owned(authority.as_str().to_string()))
+                    .or_else(own_host),
+                Cow::Owned(target),
+            )
+        } else if let Some(original) = headers.get(&X_ORIGINAL_URI) {
+            (
+                named_method(headers.get(&X_ORIGINAL_METHOD), method)?,
+                own_host(),
+                Cow::Borrowed(
+                    text(Some(original))
+                        .ok_or(GatewayError::BadRequest("X-Original-URI is not text"))?,
+                ),
+            )
+        } else {
+            // Envoy's ext_authz: the original path under the endpoint's own.
+            let rest = &uri.path()[settings.path.len()..];
+            let path = if rest.is_empty() { "/" } else { rest };
+            let target = match uri.query() {
+                Some(query) => format!("{path}?{query}"),
+                None => path.to_string(),
+            };
+            (method.clone(), own_host(), Cow::Owned(target))
+        };
+
+    let host = host.ok_or(GatewayError::BadRequest(
+        "the described request names no host",
+    ))?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_string())),
+        None => (&*target, None),
+    };
+    // Judged as a direct request's path is: no `..` may reach a route it was not matched to.
+    let path = routes::normalize_path(path).ok_or(GatewayError::BadRequest(
+        "the described path must start with `/` and hide no `..` behind an encoded slash",
+    ))?;
+    Ok(Described {
+        method,
+        host: routes::routing_host(&host).into_owned(),
+        path: path.into_owned(),
+        query,
+    })
+}
+
+fn text(value: Option<&HeaderValue>) -> Option<&str> {
+    value
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn named_method(value: Option<&HeaderValue>, own: &Method) -> Result<Method, GatewayError> {
+    match value {
+        None => Ok(own.clone()),
+        Some(value) => Method::from_bytes(value.as_bytes())
+            .map_err(|_| GatewayError::BadRequest("the described method is not an HTTP method")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ForwardAuthSettings {
+        ForwardAuthSettings {
+            path: "/authz".into(),
+            trusted: Vec::new(),
+            deny_status: None,
+        }
+    }
+
+    fn describe_call(
+        method: &str,
+        uri: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<Described, GatewayError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        describe(
+            &settings(),
+            &Method::from_bytes(method.as_bytes()).unwrap(),
+            &uri.parse().unwrap(),
+            &headers,
+        )
+    }
+
+    #[test]
+    fn traefik_headers_come_first_and_keep_the_query() {
+        let described = describe_call(
+            "GET",
+            "/authz",
+            &[
+                ("host", "authgate:8080"),
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "API.example.com"),
+                ("x-forwarded-uri", "/orders/7?expand=items"),
+                ("x-original-uri", "/ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(described.method, Method::POST);
+        assert_eq!(described.host, "api.example.com");
+        assert_eq!(described.path, "/orders/7");
+        assert_eq!(described.query.as_deref(), Some("expand=items"));
+    }
+
+    #[test]
+    fn ingress_nginx_sends_the_whole_url() {
+        let described = describe_call(
+            "GET",
+            "/authz",
+            &[
+                ("host", "authgate.auth.svc"),
+                ("x-original-method", "DELETE"),
+                (
+                    "x-original-url",
+                    "https://shop.example.com:8443/orders/7?x=1",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(described.method, Method::DELETE);
+        assert_eq!(described.host, "shop.example.com");
+        assert_eq!(described.path, "/orders/7");
+        assert_eq!(described.query.as_deref(), Some("x=1"));
+    }
+
+    #[test]
+    fn nginx_original_uri_uses_the_host_it_was_sent_with() {
+        let described = describe_call(
+            "GET",
+            "/authz",
+            &[
+                ("host", "shop.example.com"),
+                ("x-original-uri", "/orders?page=2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(described.method, Method::GET);
+        assert_eq!(described.host, "shop.example.com");
+        assert_eq!(described.path, "/orders");
+    }
+
+    #[test]
+    fn envoy_sends_the_original_path_under_the_prefix() {
+        let described = describe_call(
+            "PUT",
+            "/authz/orders/7?dry=1",
+            &[("host", "shop.example.com")],
+        )
+        .unwrap();
+        assert_eq!(described.method, Method::PUT);
+        assert_eq!(described.path, "/orders/7");
+        assert_eq!(described.query.as_deref(), Some("dry=1"));
+        let root = describe_call("GET", "/authz", &[("host", "shop.example.com")]).unwrap();
+        assert_eq!(root.path, "/");
+    }
+
+    #[test]
+    fn described_paths_are_normalized_and_ambiguity_refused() {
+        let dotted = describe_call(
+            "GET",
+            "/authz",
+            &[("host", "h"), ("x-forwarded-uri", "/public/../orders")],
+        )
+        .unwrap();
+        assert_eq!(dotted.path, "/orders");
+        for bad in ["orders", "/public/..%2forders"] {
+            let refused =
+                describe_call("GET", "/authz", &[("host", "h"), ("x-forwarded-uri", bad)]);
+            assert!(matches!(refused, Err(GatewayError::BadRequest(_))), "{bad}");
+        }
+        let no_host = describe_call("GET", "/authz", &[("x-original-uri", "/orders")]);
+        assert!(matches!(no_host, Err(GatewayError::BadRequest(_))));
+        let bad_method = describe_call(
+            "GET",
+            "/authz",
+            &[
+                ("host", "h"),
+                ("x-forwarded-method", "GE T"),
+                ("x-forwarded-uri", "/"),
+            ],
+        );
+        assert!(matches!(bad_method, Err(GatewayError::BadRequest(_))));
+    }
+
+    #[test]
+    fn deny_status_replaces_only_other_refusals() {
+        let mut nginx = settings();
+        nginx.deny_status = Some(StatusCode::FORBIDDEN);
+        assert_eq!(
+            refusal_status(&nginx, &GatewayError::NoRoute),
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            refusal_status(
+                &nginx,
+                &GatewayError::Auth(crate::error::AuthError::Missing(crate::error::Accepted {
+                    jwt: true,
+                    api_key: None,
+                }))
+            ),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            refusal_status(&nginx, &GatewayError::UpstreamTimeout),
+            StatusCode::GATEWAY_TIMEOUT
+        );
+        assert_eq!(
+            refusal_status(&settings(), &GatewayError::NoRoute),
+            StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,417 @@
+//! Forward-auth: authgate deciding for another proxy. A real nginx with `auth_request` in front
+//! of a real backend; Traefik's and Envoy's calls written out as those proxies send them; the
+//! peers that may ask; the refusals each proxy can pass on.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use http::Request;
+use http_body_util::Full;
+use serde_json::{json, Value};
+use support::nginx::Nginx;
+use support::{http1_client, send, start_gateway, upstream, Reply, TestGateway};
+
+const SECRET: &str = "forward-auth-test-secret-of-32-bytes!";
+
+fn token(subject: &str, scope: &str) -> String {
+    let claims = json!({
+        "iss": "https://dev.test/", "aud": "orders-api", "sub": subject, "scope": scope,
+        "exp": authgate::auth::unix_now() + 600,
+    });
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn config(forward_auth: &str) -> String {
+    format!(
+        r#"[server]
+http = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[forward_auth]
+path = "/authz"
+{forward_auth}
+
+[[issuers]]
+id = "dev"
+issuer = "https://dev.test/"
+audiences = ["orders-api"]
+secret = "{SECRET}"
+
+[[routes]]
+id = "orders"
+host = "api.example.com"
+path = "/orders"
+methods = ["GET", "POST"]
+upstream = "none"
+scopes = ["orders:read"]
+
+[[routes]]
+id = "shop"
+path = "/orders"
+upstream = "none"
+scopes = ["shop:read"]
+
+[[routes]]
+id = "limited"
+path = "/limited"
+upstream = "none"
+public = true
+rate = "1/m"
+burst = 1
+
+[[routes]]
+id = "public"
+path = "/public"
+upstream = "none"
+public = true
+"#
+    )
+}
+
+/// Sends `method path` to the gateway with these headers.
+async fn call(gateway: &TestGateway, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = Request::builder().method(method).uri(gateway.url(path));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    send(&http1_client(), request.body(Full::default()).unwrap()).await
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn traefik_describes_the_request_in_x_forwarded_headers() {
+    let gateway = start_gateway(&config("")).await;
+    let alice = bearer(&token("alice", "orders:read"));
+    // As Traefik's ForwardAuth sends it: a GET to the address, the original request in
+    // X-Forwarded-*, and the client's own headers copied (a forged subject among them).
+    let traefik = |uri: &'static str, auth: String| {
+        vec![
+            ("x-forwarded-method", "POST".to_string()),
+            ("x-forwarded-proto", "https".to_string()),
+            ("x-forwarded-host", "api.example.com".to_string()),
+            ("x-forwarded-uri", uri.to_string()),
+            ("x-forwarded-for", "203.0.113.7".to_string()),
+            ("x-auth-subject", "mallory".to_string()),
+            ("authorization", auth),
+        ]
+    };
+    let owned = traefik("/orders/7?expand=items&page=2", alice.clone());
+    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let allowed = call(&gateway, "GET", "/authz", &headers).await;
+    allowed.assert_status(200);
+    assert!(allowed.body.is_empty(), "the decision has no body");
+    assert_eq!(allowed.header("x-auth-subject"), Some("alice"));
+    assert_eq!(allowed.header("x-auth-method"), Some("jwt"));
+    assert_eq!(allowed.header("x-auth-scopes"), Some("orders:read"));
+    assert!(allowed.header("x-request-id").is_some());
+    // The matched route is the host's own, as a direct request to api.example.com would match.
+    let metrics = support::get(&format!("http://{}/metrics", gateway.admin.unwrap())).await;
+    assert!(
+        metrics
+            .text()
+            .contains(r#"authgate_requests_total{route="orders",status="200"}"#),
+        "{}",
+        metrics.text()
+    );
+
+    // The described method decides the route: api.example.com's `orders` route takes GET and
+    // POST only, so a DELETE falls to the any-host `shop` route, which needs another scope.
+    let mut delete = traefik("/orders/7", alice.clone());
+    delete[0].1 = "DELETE".into();
+    let headers: Vec<(&str, &str)> = delete.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let refused = call(&gateway, "GET", "/authz", &headers).await;
+    refused.assert_status(403);
+    let challenge = refused.header("www-authenticate").unwrap();
+    assert!(challenge.contains(r#"scope="shop:read""#), "{challenge}");
+
+    let missing = traefik("/orders/7", String::new());
+    let headers: Vec<(&str, &str)> = missing
+        .iter()
+        .filter(|(n, _)| *n != "authorization")
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    let refused = call(&gateway, "GET", "/authz", &headers).await;
+    refused.assert_status(401);
+    assert!(refused
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer realm=\"authgate\""));
+    assert!(refused.header("x-auth-subject").is_none());
+    assert_eq!(refused.json()["error"], "unauthorized");
+
+    let wrong_scope = traefik("/orders/7", bearer(&token("bob", "profile")));
+    let headers: Vec<(&str, &str)> = wrong_scope.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let refused = call(&gateway, "GET", "/authz", &headers).await;
+    refused.assert_status(403);
+    assert_eq!(refused.json()["error"], "insufficient_scope");
+
+    // A described path is judged like a direct one: dot segments resolved, ambiguity refused.
+    let sneaky = traefik("/public/../orders/7", String::new());
+    let headers: Vec<(&str, &str)> = sneaky
+        .iter()
+        .filter(|(n, _)| *n != "authorization")
+        .map(|(n, v)| (*n, v.as_str()))
+        .collect();
+    call(&gateway, "GET", "/authz", &headers)
+        .await
+        .assert_status(401);
+    let encoded = traefik("/public/..%2forders/7", String::new());
+    let headers: Vec<(&str, &str)> = encoded.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    call(&gateway, "GET", "/authz", &headers)
+        .await
+        .assert_status(400);
+}
+
+#[tokio::test]
+async fn envoy_sends_the_original_path_under_the_prefix() {
+    let gateway = start_gateway(&config("")).await;
+    // Envoy's ext_authz HTTP service (and Istio's envoyExtAuthzHttp): the original method,
+    // `path_prefix + path` with its query, the original Host, an empty body.
+    let envoy = |auth: &str| {
+        vec![
+            ("host", "api.example.com".to_string()),
+            ("authorization", auth.to_string()),
+            ("x-forwarded-proto", "https".to_string()),
+            (
+                "x-request-id",
+                "9b2c6a5e-0d3e-4a55-9c1e-2f3c4d5e6f70".to_string(),
+            ),
+            ("x-envoy-expected-rq-timeout-ms", "200".to_string()),
+            ("x-auth-subject", "mallory".to_string()),
+            ("content-length", "0".to_string()),
+        ]
+    };
+    let owned = envoy(&bearer(&token("alice", "orders:read")));
+    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let allowed = call(&gateway, "POST", "/authz/orders/7?dry_run=1", &headers).await;
+    allowed.assert_status(200);
+    assert_eq!(allowed.header("x-auth-subject"), Some("alice"));
+
+    let owned = envoy("Bearer not-a-token");
+    let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let refused = call(&gateway, "POST", "/authz/orders/7", &headers).await;
+    refused.assert_status(401);
+    assert_eq!(refused.json()["error"], "invalid_token");
+
+    // A public route: allowed, and no identity at all — the forged subject is not echoed.
+    let public = call(
+        &gateway,
+        "GET",
+        "/authz/public/page?q=1",
+        &[("host", "api.example.com"), ("x-auth-subject", "mallory")],
+    )
+    .await;
+    public.assert_status(200);
+    assert!(public.header("x-auth-subject").is_none());
+
+    // No route for the described request: 404 with the JSON body.
+    let nowhere = call(
+        &gateway,
+        "GET",
+        "/authz/elsewhere",
+        &[("host", "api.example.com")],
+    )
+    .await;
+    nowhere.assert_status(404);
+    assert_eq!(nowhere.json()["error"], "not_found");
+}
+
+#[tokio::test]
+async fn only_trusted_peers_may_ask_and_decide_only_routes_answer_nothing_directly() {
+    // The test's client is 127.0.0.1: outside this list.
+    let gateway = start_gateway(&config(r#"trusted = ["10.0.0.0/8"]"#)).await;
+    let alice = bearer(&token("alice", "orders:read"));
+    let refused = call(
+        &gateway,
+        "GET",
+        "/authz",
+        &[("x-forwarded-uri", "/orders"), ("authorization", &alice)],
+    )
+    .await;
+    refused.assert_status(403);
+    assert_eq!(refused.json()["error"], "forbidden");
+    assert!(refused.header("x-auth-subject").is_none());
+
+    // `upstream = "none"` routes decide for other proxies and forward nothing themselves.
+    let direct = call(&gateway, "GET", "/orders/7", &[("authorization", &alice)]).await;
+    direct.assert_status(404);
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_or_deny_status() {
+    let gateway = start_gateway(&config("")).await;
+    let ask = || {
+        call(
+            &gateway,
+            "GET",
+            "/authz",
+            &[("x-forwarded-uri", "/limited")],
+        )
+    };
+    ask().await.assert_status(200);
+    let limited = ask().await;
+    limited.assert_status(429);
+    assert_eq!(limited.json()["error"], "rate_limited");
+    assert!(limited.header("retry-after").is_some());
+    assert!(limited.header("ratelimit").is_some());
+
+    let nginx_style = start_gateway(&config("deny_status = 403")).await;
+    let ask = || {
+        call(
+            &nginx_style,
+            "GET",
+            "/authz",
+            &[("x-original-uri", "/limited")],
+        )
+    };
+    ask().await.assert_status(200);
+    let limited = ask().await;
+    limited.assert_status(403);
+    // The body still says why, for whoever reads it.
+    assert_eq!(limited.json()["error"], "rate_limited");
+}
+
+/// nginx in front: `auth_request` to authgate, the subject copied to the backend.
+fn nginx_server(gateway: &TestGateway, backend: &str) -> String {
+    let authz = gateway.url("/authz");
+    format!(
+        r#"
+    location = /_authgate {{
+      internal;
+      proxy_pass {authz};
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }}
+    location / {{
+      auth_request /_authgate;
+      auth_request_set $authgate_subject $upstream_http_x_auth_subject;
+      auth_request_set $authgate_scopes $upstream_http_x_auth_scopes;
+      proxy_set_header X-Auth-Subject $authgate_subject;
+      proxy_set_header X-Auth-Scopes $authgate_scopes;
+      proxy_pass {backend};
+    }}"#
+    )
+}
+
+fn backend_saw(reply: &Reply, header: &str) -> Option<String> {
+    let json: Value = reply.json();
+    json["headers"][header].as_str().map(str::to_string)
+}
+
+#[tokio::test]
+async fn behind_nginx_auth_request() {
+    if support::nginx::binary().is_none() {
+        eprintln!("skipped: nginx is not installed here (.ci/run installs it)");
+        return;
+    }
+    let backend = upstream::start("backend").await;
+    let gateway = start_gateway(&config("deny_status = 403")).await;
+    let nginx = Nginx::start(&nginx_server(&gateway, &backend.url())).unwrap();
+    let client = http1_client();
+    let get = |path: &str, headers: &[(&str, String)]| {
+        let mut request = Request::get(nginx.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        send(&client, request.body(Full::default()).unwrap())
+    };
+
+    // Without a host of its own, the request reaches the any-host `shop` route.
+    let alice = bearer(&token("alice", "shop:read"));
+    let allowed = get(
+        "/orders/7?expand=items",
+        &[
+            ("authorization", alice.clone()),
+            ("x-auth-subject", "mallory".into()),
+        ],
+    )
+    .await;
+    allowed.assert_status(200);
+    assert_eq!(
+        backend_saw(&allowed, "x-auth-subject").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        backend_saw(&allowed, "x-auth-scopes").as_deref(),
+        Some("shop:read")
+    );
+    assert_eq!(allowed.json()["path"], "/orders/7");
+
+    let missing = get("/orders/7", &[]).await;
+    missing.assert_status(401);
+    assert!(
+        missing
+            .header("www-authenticate")
+            .is_some_and(|c| c.starts_with("Bearer realm=\"authgate\"")),
+        "nginx passes the challenge on: {:?}",
+        missing.response.headers()
+    );
+
+    let wrong_scope = get(
+        "/orders/7",
+        &[("authorization", bearer(&token("bob", "profile")))],
+    )
+    .await;
+    wrong_scope.assert_status(403);
+
+    // A public route: the backend is reached, and the subject the client made up is not.
+    let public = get("/public/page", &[("x-auth-subject", "mallory".into())]).await;
+    public.assert_status(200);
+    assert_eq!(backend_saw(&public, "x-auth-subject"), None);
+
+    // The rate limit: 429 would be nginx's 500; deny_status makes it a 403 nginx passes on.
+    get("/limited", &[]).await.assert_status(200);
+    let limited = get("/limited", &[]).await;
+    limited.assert_status(403);
+    assert!(
+        !nginx.error_log().contains("auth request unexpected status"),
+        "{}",
+        nginx.error_log()
+    );
+    assert_eq!(
+        backend.requests.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[test]
+fn check_names_overlaps_and_bad_values() {
+    let shadowed = config("deny_status = 500").replace(
+        "[[routes]]\nid = \"limited\"\npath = \"/limited\"",
+        "[[routes]]\nid = \"limited\"\npath = \"/authz/limited\"",
+    );
+    let (code, stderr) = support::check_config(&shadowed);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("deny_status 500 is not 401 or 403"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("route `limited` (path `/authz/limited`) is under forward_auth path"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gateway.toml:"), "{stderr}");
+
+    let without = config("").replace("[forward_auth]\npath = \"/authz\"\n", "");
+    let (code, stderr) = support::check_config(&without);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("only answer forward-auth: add a [forward_auth] section"),
+        "{stderr}"
+    );
+}
