@@ -87,8 +87,26 @@ pub async fn decide<'s>(
     let answer = response.headers_mut();
     // The signed assertion names the request id, so it goes in first.
     answer.insert(X_REQUEST_ID.clone(), request_id.clone());
+    let settings = &snapshot.config.identity;
     if let Some(identity) = &identity {
-        crate::identity::inject(answer, &snapshot.config.identity, identity)?;
+        crate::identity::inject(answer, settings, identity)?;
+    }
+    // Every identity header is on the answer, empty when it does not apply (a public route, a
+    // JWT without the mapped claim): a proxy that copies them onto the request then replaces
+    // whatever the client sent under those names, whether or not it strips them itself.
+    let names = [
+        &settings.subject,
+        &settings.method,
+        &settings.issuer,
+        &settings.scopes,
+        &settings.key_id,
+    ];
+    let claims = settings.claims.iter().map(|(_, header)| header);
+    let assertion = settings.assertion.iter().map(|a| &a.header);
+    for name in names.into_iter().chain(claims).chain(assertion) {
+        if !answer.contains_key(name) {
+            answer.insert(name.clone(), HeaderValue::from_static(""));
+        }
     }
     Ok(response)
 }
