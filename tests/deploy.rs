@@ -521,3 +521,157 @@ async fn the_sidecar_pod_works_as_two_local_processes() {
         "the public health route reaches the app"
     );
 }
+
+/// The fenced block that follows `<!-- excerpt: PATH -->` in the README.
+fn readme_excerpt(path: &str) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let marker = format!("<!-- excerpt: {path} -->");
+    let after = &readme[readme
+        .find(&marker)
+        .unwrap_or_else(|| panic!("README.md has no excerpt of {path}"))
+        + marker.len()..];
+    let body = &after[after.find("```").unwrap()..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_forward_auth_examples_ask_the_gateway_and_copy_its_identity_headers() {
+    let dir = deploy_dir("forward-auth");
+    let docs = manifests(&dir);
+
+    // The overlay replaces the shared gateway's ConfigMap with a gateway.toml that decides.
+    let kustomization = &docs["Kustomization/-"];
+    assert_eq!(
+        list(&kustomization["resources"])[0].as_str(),
+        Some("../gateway")
+    );
+    let generator = &list(&kustomization["configMapGenerator"])[0];
+    assert_eq!(generator["name"].as_str(), Some("authgate"));
+    assert_eq!(generator["behavior"].as_str(), Some("replace"));
+    let base = manifests(&deploy_dir("gateway"));
+    let (config, _scratch) =
+        shipped_config(&dir, &base["Secret/authgate-keys"], "/etc/authgate/secrets");
+    let forward_auth = config.forward_auth.as_ref().expect("[forward_auth]");
+    assert!(config
+        .routes
+        .iter()
+        .all(|r| r.target == authgate::config::RouteTarget::None));
+    assert_eq!(config.server.http.unwrap().port(), 8080);
+
+    // Every proxy asks the base's Service on its `http` port, at the configured path.
+    let service = &base["Service/authgate"];
+    let port = list(&service["spec"]["ports"])
+        .iter()
+        .find(|p| p["name"].as_str() == Some("http"))
+        .unwrap()["port"]
+        .as_i64()
+        .unwrap();
+    let host = "authgate.default.svc.cluster.local";
+    let address = if port == 80 {
+        format!("http://{host}{}", forward_auth.path)
+    } else {
+        format!("http://{host}:{port}{}", forward_auth.path)
+    };
+    let identity = &config.identity;
+    let identity_headers: Vec<String> = [
+        &identity.subject,
+        &identity.method,
+        &identity.issuer,
+        &identity.scopes,
+        &identity.key_id,
+    ]
+    .iter()
+    .map(|h| h.as_str().to_string())
+    .collect();
+    let copies_identity = |what: &str, names: Vec<String>| {
+        let names: Vec<String> = names.iter().map(|n| n.trim().to_lowercase()).collect();
+        assert_eq!(
+            names, identity_headers,
+            "{what} copies every identity header"
+        );
+    };
+
+    let annotations = &docs["Ingress/api"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations["nginx.ingress.kubernetes.io/auth-url"].as_str(),
+        Some(address.as_str())
+    );
+    copies_identity(
+        "ingress-nginx",
+        annotations["nginx.ingress.kubernetes.io/auth-response-headers"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    );
+    assert!(
+        forward_auth.deny_status.is_some(),
+        "ingress-nginx turns a 429 into a 500: the example sets deny_status"
+    );
+
+    let forward = &docs["Middleware/authgate"]["spec"]["forwardAuth"];
+    assert_eq!(forward["address"].as_str(), Some(address.as_str()));
+    copies_identity(
+        "Traefik",
+        list(&forward["authResponseHeaders"])
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect(),
+    );
+    let route = &list(&docs["IngressRoute/api"]["spec"]["routes"])[0];
+    assert_eq!(
+        list(&route["middlewares"])[0]["name"].as_str(),
+        Some("authgate")
+    );
+
+    let provider = &list(
+        &docs["IstioOperator/authgate-ext-authz"]["spec"]["meshConfig"]["extensionProviders"],
+    )[0];
+    let http = &provider["envoyExtAuthzHttp"];
+    assert_eq!(http["service"].as_str(), Some(host));
+    assert_eq!(http["port"].as_i64(), Some(port));
+    assert_eq!(
+        http["pathPrefix"].as_str(),
+        Some(forward_auth.path.as_str())
+    );
+    let checked: Vec<&str> = list(&http["includeRequestHeadersInCheck"])
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let api_key_header = config
+        .api_keys
+        .as_ref()
+        .unwrap()
+        .header
+        .as_str()
+        .to_string();
+    assert!(checked.contains(&"authorization") && checked.contains(&api_key_header.as_str()));
+    copies_identity(
+        "Istio",
+        list(&http["headersToUpstreamOnAllow"])
+            .iter()
+            .map(|h| h.as_str().unwrap().to_string())
+            .collect(),
+    );
+    let denied: Vec<&str> = list(&http["headersToDownstreamOnDeny"])
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(denied.contains(&"www-authenticate") && denied.contains(&"retry-after"));
+    let policy = &docs["AuthorizationPolicy/api-authgate"]["spec"];
+    assert_eq!(policy["action"].as_str(), Some("CUSTOM"));
+    assert_eq!(policy["provider"]["name"], provider["name"]);
+
+    // The README shows these files as they are.
+    for file in ["ingress-nginx.yaml", "traefik.yaml", "istio.yaml"] {
+        let path = format!("kubernetes/forward-auth/{file}");
+        let excerpt = readme_excerpt(&format!("deploy/{path}"));
+        assert!(
+            deploy_file(&path).contains(&excerpt),
+            "README's excerpt of {path} differs from the file:\n{excerpt}"
+        );
+    }
+}

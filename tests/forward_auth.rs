@@ -287,30 +287,20 @@ async fn rate_limits_answer_429_or_deny_status() {
     assert_eq!(limited.json()["error"], "rate_limited");
 }
 
-/// nginx in front: `auth_request` to authgate, the subject copied to the backend.
+/// The README's nginx block (`auth_request` to authgate, the subject copied to the backend),
+/// pointed at this test's gateway and backend.
 fn nginx_server(gateway: &TestGateway, backend: &str) -> String {
-    let authz = gateway.url("/authz");
-    format!(
-        r#"
-    location = /_authgate {{
-      internal;
-      proxy_pass {authz};
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }}
-    location / {{
-      auth_request /_authgate;
-      auth_request_set $authgate_subject $upstream_http_x_auth_subject;
-      auth_request_set $authgate_scopes $upstream_http_x_auth_scopes;
-      proxy_set_header X-Auth-Subject $authgate_subject;
-      proxy_set_header X-Auth-Scopes $authgate_scopes;
-      proxy_pass {backend};
-    }}"#
-    )
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let marker = "<!-- nginx-test -->\n```nginx\n";
+    let start = readme.find(marker).expect("README.md has the nginx block") + marker.len();
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(
+        block.contains("http://127.0.0.1:8080/authz") && block.contains("http://127.0.0.1:3000")
+    );
+    block
+        .replace("http://127.0.0.1:8080", &gateway.url(""))
+        .replace("http://127.0.0.1:3000", backend)
 }
 
 fn backend_saw(reply: &Reply, header: &str) -> Option<String> {
@@ -447,5 +437,8 @@ fn the_access_log_names_the_decided_request_and_the_mode() {
     assert_eq!(entry["method"], "POST");
     assert_eq!(entry["path"], "/orders/7");
     assert_eq!(entry["principal"], "alice");
-    assert!(!line.contains("hunter2") && !line.contains(&alice[7..]), "{line}");
+    assert!(
+        !line.contains("hunter2") && !line.contains(&alice[7..]),
+        "{line}"
+    );
 }
