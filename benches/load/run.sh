@@ -9,6 +9,7 @@
 #   6. authgate, API key, and API key + a rate limit that never refuses (the limiter's cost),
 #      and a rate-limited public route with 10,000 distinct consumers (forwarded addresses),
 #   7. authgate and nginx over TLS 1.3 (same self-signed certificate),
+#   7b. forward-auth: nginx with auth_request asking authgate's /authz, JWT (CPU of both),
 #   plus authgate on a public route (no credential: the proxying cost alone),
 #   8. p99 latency at a fixed moderate rate (~3,000 req/s) for nginx plain and authgate JWT,
 #   9. RSS of authgate and nginx holding 1,000 keep-alive connections under load.
@@ -197,6 +198,47 @@ nginx_conf() {
 EOF
 }
 
+# nginx in front of the same upstream, asking authgate's /authz about each request
+# (auth_request over a keep-alive pool) and copying the subject it answers.
+nginx_forward_auth_conf() {
+  echo "worker_processes $1;"
+  nginx_common "nginx-fa$1"
+  cat <<EOF
+  upstream backend {
+    server 127.0.0.1:$up_port;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  upstream authgate {
+    server 127.0.0.1:$ag_port;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port backlog=4096;
+    location = /_authgate {
+      internal;
+      proxy_pass http://authgate/authz;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+    }
+    location / {
+      auth_request /_authgate;
+      auth_request_set \$authgate_subject \$upstream_http_x_auth_subject;
+      proxy_set_header X-Auth-Subject \$authgate_subject;
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+}
+
 # The standard HAProxy 2.5+ JWT recipe: the same checks authgate makes (algorithm from config,
 # signature, exp, iss, aud), the subject injected, and a client's own X-Auth-Subject dropped.
 haproxy_cfg() {
@@ -269,6 +311,9 @@ key_id = "bench-1"
 [api_keys]
 file = "keys.toml"
 
+[forward_auth]
+path = "/authz"
+
 [[routes]]
 id = "jwt"
 path = "/jwt"
@@ -332,6 +377,12 @@ start_nginx() {
   running[nginx]=$! current=nginx
   wait_for "http://127.0.0.1:$nginx_port/" "$work/nginx$1-error.log"
 }
+start_nginx_forward_auth() {
+  nginx_forward_auth_conf "$1" > "$work/nginx-fa$1.conf"
+  taskset -c "$(proxy_cpus "$1")" nginx -p "$work" -e "$work/nginx-fa$1-error.log" -c "$work/nginx-fa$1.conf" -g 'daemon off;' &
+  running[nginx]=$! current=nginx
+  wait_for "http://127.0.0.1:$nginx_port/" "$work/nginx-fa$1-error.log"
+}
 start_haproxy() {
   haproxy_cfg "$1" > "$work/haproxy$1.cfg"
   taskset -c "$(proxy_cpus "$1")" haproxy -f "$work/haproxy$1.cfg" -db >>"$work/haproxy.log" 2>&1 &
@@ -381,6 +432,11 @@ tree_ticks() {
   for p in $(tree "$1"); do total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat") )); done
   echo "$total"
 }
+all_ticks() {
+  local total=0
+  for p in "$@"; do total=$(( total + $(tree_ticks "$p") )); done
+  echo "$total"
+}
 ticks_per_second=$(getconf CLK_TCK)
 
 declare -a order=()
@@ -399,13 +455,15 @@ run_wrk() { timeout $(( $1 + 30 )) taskset -c "$client_cpu" wrk -t1 -d"$1s" "${@
 # server started last ($current). Besides wrk's view it records the server's CPU time per
 # request: other work on the machine lowers req/s, but hardly what each request costs.
 measure() {
-  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pid=${running[$current]} ticks requests
+  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pids=${running[$current]} ticks requests
+  # A row served by two servers (nginx asking authgate) counts the CPU of both.
+  if [[ -n ${also:-} ]]; then pids+=" ${running[$also]}"; fi
   label[$id]=$2 workers_of[$id]=$3
   shift 4
   run_wrk "$warm" -c"$connections" "$@" "$url" > /dev/null
-  ticks=$(tree_ticks "$pid")
+  ticks=$(all_ticks $pids)
   run_wrk "$seconds" -c"$connections" --latency "$@" "$url" > "$out"
-  ticks=$(( $(tree_ticks "$pid") - ticks ))
+  ticks=$(( $(all_ticks $pids) - ticks ))
   requests=$(awk '/requests in/ {print $1}' "$out")
   cpu_us[$id]=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   rps[$id]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
@@ -457,6 +515,12 @@ for w in "${worker_counts[@]}"; do
     "http://127.0.0.1:$ag_port/consumers" -s benches/load/consumers.lua
   measure "ag-tls-$w" "authgate, TLS 1.3, JWT (cached)" "$w" "https://127.0.0.1:$ag_tls_port/jwt" \
     -H "Authorization: Bearer $token"
+  # Forward-auth: nginx asks this authgate about each request, then proxies it itself.
+  start_nginx_forward_auth "$w"
+  check_jwt "http://127.0.0.1:$nginx_port/jwt"
+  also=authgate measure "nginx-fa-$w" "nginx + auth_request → authgate /authz, JWT (cached)" "$w" \
+    "http://127.0.0.1:$nginx_port/jwt" -H "Authorization: Bearer $token"
+  stop nginx
   stop authgate
 
   start_authgate "$w" "$cold_cache"
@@ -559,6 +623,10 @@ for w in "${worker_counts[@]}"; do
   limiter=$(awk -v a="${cpu_us[ag-key-rl-$w]:-}" -v b="${cpu_us[ag-key-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.2f", a - b }')
   target "rate limit's CPU µs/req over API key alone, $w worker(s)" "$limiter" "<=" 0.5
   faster "authgate TLS vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.0
+  added=$(awk -v a="${cpu_us[nginx-fa-$w]:-}" -v b="${cpu_us[nginx-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", a - b }')
+  echo "- forward-auth: CPU µs/req that auth_request → authgate adds to nginx plain, $w worker(s): ${added:-not measured}"
+  auth_step=$(awk -v a="${cpu_us[ag-jwt-$w]:-}" -v b="${cpu_us[ag-public-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", a - b }')
+  echo "- for comparison, the JWT auth step of a proxied request (authgate JWT − public), $w worker(s): ${auth_step:-not measured}"
 done
 target "p99 at a fixed rate, authgate JWT vs nginx plain" "$(ratio "${p99[paced-ag]:-}" "${p99[paced-nginx]:-}")" "<=" 1.2
 target "authgate RSS MB with $mem_connections connections" "$(mb "${rss_kib[authgate]:-0}")" "<=" 30
