@@ -220,6 +220,16 @@ async fn envoy_sends_the_original_path_under_the_prefix() {
     assert_eq!(public.header("x-auth-subject"), Some(""));
     assert_eq!(public.header("x-auth-method"), Some(""));
 
+    // Envoy may speak HTTP/2 to the service: the host is then the `:authority`.
+    let request = Request::post(gateway.url("/authz/orders/7"))
+        .header("authorization", bearer(&token("carol", "shop:read")))
+        .body(Full::default())
+        .unwrap();
+    let over_h2 = send(&support::http2_client(), request).await;
+    over_h2.assert_status(200);
+    assert_eq!(over_h2.response.version(), http::Version::HTTP_2);
+    assert_eq!(over_h2.header("x-auth-subject"), Some("carol"));
+
     // No route for the described request: 404 with the JSON body.
     let nowhere = call(
         &gateway,

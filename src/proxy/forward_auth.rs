@@ -18,7 +18,6 @@
 
 use std::borrow::Cow;
 
-use http::header::HOST;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 
@@ -54,6 +53,7 @@ pub async fn decide<'s>(
     snapshot: &'s Snapshot,
     settings: &ForwardAuthSettings,
     request: &Request<Incoming>,
+    authority: &str,
     conn: &ConnInfo,
     request_id: &HeaderValue,
     exchange: &mut Exchange<'s>,
@@ -63,7 +63,13 @@ pub async fn decide<'s>(
     if !headers::is_trusted(peer, &settings.trusted) {
         return Err(GatewayError::UntrustedPeer);
     }
-    let described = describe(settings, request.method(), request.uri(), request.headers())?;
+    let call = Call {
+        method: request.method(),
+        uri: request.uri(),
+        authority,
+        headers: request.headers(),
+    };
+    let described = describe(settings, &call)?;
     exchange.decided = Some((described.method.clone(), described.path.clone()));
     let route = snapshot
         .routes
@@ -128,76 +134,130 @@ pub fn refusal_status(settings: &ForwardAuthSettings, error: &GatewayError) -> S
     }
 }
 
-/// The original request, from the first description the call carries.
-pub fn describe(
-    settings: &ForwardAuthSettings,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Described, GatewayError> {
-    let own_host = || text(headers.get(HOST)).map(Cow::Borrowed);
-    let (method, host, target): (Method, Option<Cow<'_, str>>, Cow<'_, str>) =
-        if headers.contains_key(&X_FORWARDED_URI) || headers.contains_key(&X_FORWARDED_METHOD) {
-            (
-                named_method(headers.get(&X_FORWARDED_METHOD), method)?,
-                text(headers.get(&X_FORWARDED_HOST))
-                    // A chain of proxies may append: the first is the client's.
-                    .map(|hosts| Cow::Borrowed(hosts.split(',').next().unwrap_or_default().trim()))
-                    .or_else(own_host),
-                text(headers.get(&X_FORWARDED_URI)).map_or(Cow::Borrowed("/"), Cow::Borrowed),
-            )
-        } else if let Some(url) = headers.get(&X_ORIGINAL_URL) {
-            let url: Uri = text(Some(url)).and_then(|url| url.parse().ok()).ok_or(
-                GatewayError::BadRequest("X-Original-URL is not an absolute URL"),
-            )?;
-            let target = url
-                .path_and_query()
-                .map_or("/", |pq| pq.as_str())
-                .to_string();
-            (
-                named_method(headers.get(&X_ORIGINAL_METHOD), method)?,
-                url.authority()
-                    .map(|authority| Cow::Owned(authority.as_str().to_string()))
-                    .or_else(own_host),
-                Cow::Owned(target),
-            )
-        } else if let Some(original) = headers.get(&X_ORIGINAL_URI) {
-            (
-                named_method(headers.get(&X_ORIGINAL_METHOD), method)?,
-                own_host(),
-                Cow::Borrowed(
-                    text(Some(original))
-                        .ok_or(GatewayError::BadRequest("X-Original-URI is not text"))?,
-                ),
-            )
-        } else {
-            // Envoy's ext_authz: the original path under the endpoint's own.
-            let rest = &uri.path()[settings.path.len()..];
-            let path = if rest.is_empty() { "/" } else { rest };
-            let target = match uri.query() {
-                Some(query) => format!("{path}?{query}"),
-                None => path.to_string(),
-            };
-            (method.clone(), own_host(), Cow::Owned(target))
-        };
+/// The forward-auth call as it arrived.
+pub struct Call<'c> {
+    /// Its method.
+    pub method: &'c Method,
+    /// Its URI.
+    pub uri: &'c Uri,
+    /// The host it was sent to (`Host`, or `:authority` on HTTP/2), checked like any request's.
+    pub authority: &'c str,
+    /// Its headers, identity headers already stripped.
+    pub headers: &'c HeaderMap,
+}
 
-    let host = host.ok_or(GatewayError::BadRequest(
+/// What a description names, before it is judged: method, host (`None`: the call's own Host
+/// is absent too) and the path with its query.
+struct Named<'h> {
+    method: Method,
+    host: Option<Cow<'h, str>>,
+    target: Cow<'h, str>,
+}
+
+/// The original request, from the first description the call carries.
+pub fn describe<'c>(
+    settings: &ForwardAuthSettings,
+    call: &Call<'c>,
+) -> Result<Described, GatewayError> {
+    let named = match forwarded(call)? {
+        Some(named) => named,
+        None => match original(call)? {
+            Some(named) => named,
+            None => under_prefix(settings, call),
+        },
+    };
+    let host = named.host.ok_or(GatewayError::BadRequest(
         "the described request names no host",
     ))?;
-    let (path, query) = match target.split_once('?') {
+    let (path, query) = match named.target.split_once('?') {
         Some((path, query)) => (path, Some(query.to_string())),
-        None => (&*target, None),
+        None => (&*named.target, None),
     };
     // Judged as a direct request's path is: no `..` may reach a route it was not matched to.
     let path = routes::normalize_path(path).ok_or(GatewayError::BadRequest(
         "the described path must start with `/` and hide no `..` behind an encoded slash",
     ))?;
     Ok(Described {
-        method,
+        method: named.method,
         host: routes::routing_host(&host).into_owned(),
         path: path.into_owned(),
         query,
     })
+}
+
+/// Traefik, APISIX, Oathkeeper: `X-Forwarded-Method`, `-Host`, `-Uri`.
+fn forwarded<'c>(call: &Call<'c>) -> Result<Option<Named<'c>>, GatewayError> {
+    let headers = call.headers;
+    if !headers.contains_key(&X_FORWARDED_URI) && !headers.contains_key(&X_FORWARDED_METHOD) {
+        return Ok(None);
+    }
+    let host = text(headers.get(&X_FORWARDED_HOST))
+        // A chain of proxies may append: the first is the client's.
+        .map(|hosts| Cow::Borrowed(hosts.split(',').next().unwrap_or_default().trim()))
+        .or_else(|| own_host(call));
+    Ok(Some(Named {
+        method: named_method(headers.get(&X_FORWARDED_METHOD), call.method)?,
+        host,
+        target: Cow::Borrowed(text(headers.get(&X_FORWARDED_URI)).unwrap_or("/")),
+    }))
+}
+
+/// ingress-nginx (`X-Original-URL`, a whole URL) and nginx (`X-Original-URI`, path and query,
+/// with the host in `Host`), each with `X-Original-Method`.
+fn original<'c>(call: &Call<'c>) -> Result<Option<Named<'c>>, GatewayError> {
+    let headers = call.headers;
+    let method = || named_method(headers.get(&X_ORIGINAL_METHOD), call.method);
+    if let Some(url) = headers.get(&X_ORIGINAL_URL) {
+        let url: Uri = text(Some(url))
+            .and_then(|url| url.parse().ok())
+            .ok_or(GatewayError::BadRequest("X-Original-URL is not a URL"))?;
+        let target = url
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_string();
+        return Ok(Some(Named {
+            method: method()?,
+            host: url
+                .authority()
+                .map(|authority| Cow::Owned(authority.as_str().to_string()))
+                .or_else(|| own_host(call)),
+            target: Cow::Owned(target),
+        }));
+    }
+    let Some(uri) = headers.get(&X_ORIGINAL_URI) else {
+        return Ok(None);
+    };
+    Ok(Some(Named {
+        method: method()?,
+        host: own_host(call),
+        target: Cow::Borrowed(
+            text(Some(uri)).ok_or(GatewayError::BadRequest("X-Original-URI is not text"))?,
+        ),
+    }))
+}
+
+/// Envoy and Istio `ext_authz`: the call is the original request, its path under the
+/// endpoint's own.
+fn under_prefix<'c>(settings: &ForwardAuthSettings, call: &Call<'c>) -> Named<'c> {
+    let uri = call.uri;
+    // The router only sends paths that `settings.serves`, so the prefix is there to cut.
+    let rest = uri.path().get(settings.path.len()..).unwrap_or_default();
+    let path = if rest.is_empty() { "/" } else { rest };
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    Named {
+        method: call.method.clone(),
+        host: own_host(call),
+        target: Cow::Owned(target),
+    }
+}
+
+fn own_host<'c>(call: &Call<'c>) -> Option<Cow<'c, str>> {
+    Some(call.authority)
+        .filter(|authority| !authority.is_empty())
+        .map(Cow::Borrowed)
 }
 
 fn text(value: Option<&HeaderValue>) -> Option<&str> {
@@ -238,12 +298,17 @@ mod tests {
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        describe(
-            &settings(),
-            &Method::from_bytes(method.as_bytes()).unwrap(),
-            &uri.parse().unwrap(),
-            &headers,
-        )
+        let authority = headers
+            .get("host")
+            .map(|h| h.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let call = Call {
+            method: &Method::from_bytes(method.as_bytes()).unwrap(),
+            uri: &uri.parse().unwrap(),
+            authority: &authority,
+            headers: &headers,
+        };
+        describe(&settings(), &call)
     }
 
     #[test]

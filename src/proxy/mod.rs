@@ -188,8 +188,11 @@ async fn forward<'s>(
     // it routes is the request another proxy describes, not its own path.
     if let Some(settings) = &snapshot.config.forward_auth {
         if settings.serves(request.uri().path()) {
-            return forward_auth::decide(snapshot, settings, &request, conn, request_id, exchange)
-                .await;
+            let authority = head.authority.to_str().unwrap_or_default();
+            return forward_auth::decide(
+                snapshot, settings, &request, authority, conn, request_id, exchange,
+            )
+            .await;
         }
     }
 
