@@ -440,7 +440,7 @@ all_ticks() {
 ticks_per_second=$(getconf CLK_TCK)
 
 declare -a order=()
-declare -A label=() workers_of=() rps=() p50=() p99=() flag=() cpu_us=()
+declare -A label=() workers_of=() rps=() p50=() p99=() flag=() cpu_us=() cpu_also=()
 
 # wrk's "1.23ms" / "456.00us" / "1.02s" / "2.00m" in milliseconds.
 to_ms() {
@@ -455,16 +455,21 @@ run_wrk() { timeout $(( $1 + 30 )) taskset -c "$client_cpu" wrk -t1 -d"$1s" "${@
 # server started last ($current). Besides wrk's view it records the server's CPU time per
 # request: other work on the machine lowers req/s, but hardly what each request costs.
 measure() {
-  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pids=${running[$current]} ticks requests
+  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pids=${running[$current]} ticks requests also_ticks
   # A row served by two servers (nginx asking authgate) counts the CPU of both.
   if [[ -n ${also:-} ]]; then pids+=" ${running[$also]}"; fi
   label[$id]=$2 workers_of[$id]=$3
   shift 4
   run_wrk "$warm" -c"$connections" "$@" "$url" > /dev/null
   ticks=$(all_ticks $pids)
+  if [[ -n ${also:-} ]]; then also_ticks=$(tree_ticks "${running[$also]}"); fi
   run_wrk "$seconds" -c"$connections" --latency "$@" "$url" > "$out"
   ticks=$(( $(all_ticks $pids) - ticks ))
   requests=$(awk '/requests in/ {print $1}' "$out")
+  if [[ -n ${also:-} ]]; then
+    also_ticks=$(( $(tree_ticks "${running[$also]}") - also_ticks ))
+    cpu_also[$id]=$(awk -v t="$also_ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  fi
   cpu_us[$id]=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
   rps[$id]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
   p50[$id]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
@@ -624,9 +629,7 @@ for w in "${worker_counts[@]}"; do
   target "rate limit's CPU µs/req over API key alone, $w worker(s)" "$limiter" "<=" 0.5
   faster "authgate TLS vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.0
   added=$(awk -v a="${cpu_us[nginx-fa-$w]:-}" -v b="${cpu_us[nginx-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", a - b }')
-  echo "- forward-auth: CPU µs/req that auth_request → authgate adds to nginx plain, $w worker(s): ${added:-not measured}"
-  auth_step=$(awk -v a="${cpu_us[ag-jwt-$w]:-}" -v b="${cpu_us[ag-public-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", a - b }')
-  echo "- for comparison, the JWT auth step of a proxied request (authgate JWT − public), $w worker(s): ${auth_step:-not measured}"
+  echo "- forward-auth: CPU µs/req that auth_request → authgate adds to nginx plain, $w worker(s): ${added:-not measured} (authgate's decisions: ${cpu_also[nginx-fa-$w]:-not measured}; a JWT request authgate proxies itself: ${cpu_us[ag-jwt-$w]:-not measured})"
 done
 target "p99 at a fixed rate, authgate JWT vs nginx plain" "$(ratio "${p99[paced-ag]:-}" "${p99[paced-nginx]:-}")" "<=" 1.2
 target "authgate RSS MB with $mem_connections connections" "$(mb "${rss_kib[authgate]:-0}")" "<=" 30
