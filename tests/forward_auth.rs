@@ -199,6 +199,11 @@ async fn envoy_sends_the_original_path_under_the_prefix() {
     let allowed = call(&gateway, "POST", "/authz/orders/7?dry_run=1", &headers).await;
     allowed.assert_status(200);
     assert_eq!(allowed.header("x-auth-subject"), Some("alice"));
+    // The asking proxy's request id is kept, so both logs name the request alike.
+    assert_eq!(
+        allowed.header("x-request-id"),
+        Some("9b2c6a5e-0d3e-4a55-9c1e-2f3c4d5e6f70")
+    );
 
     let owned = envoy("Bearer not-a-token");
     let headers: Vec<(&str, &str)> = owned.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -251,11 +256,16 @@ async fn only_trusted_peers_may_ask_and_decide_only_routes_answer_nothing_direct
         &gateway,
         "GET",
         "/authz",
-        &[("x-forwarded-uri", "/orders"), ("authorization", &alice)],
+        &[
+            ("x-forwarded-uri", "/orders"),
+            ("authorization", &alice),
+            ("x-request-id", "chosen-by-the-caller"),
+        ],
     )
     .await;
     refused.assert_status(403);
     assert_eq!(refused.json()["error"], "forbidden");
+    assert_ne!(refused.header("x-request-id"), Some("chosen-by-the-caller"));
     assert!(refused.header("x-auth-subject").is_none());
 
     // `upstream = "none"` routes decide for other proxies and forward nothing themselves.

@@ -54,8 +54,21 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let trusted = headers::is_trusted(conn.peer.ip(), &snapshot.config.server.trusted_proxies);
-    // The id is fixed first so that the upstream, the response and any error all carry it.
-    let request_id = request_id(request.headers().get(&X_REQUEST_ID), trusted);
+    // The id is fixed first so that the upstream, the response and any error all carry it. A
+    // proxy asking for a forward-auth decision is trusted with it too, so that its log and
+    // the gateway's name the request alike.
+    let asking_proxy = snapshot
+        .config
+        .forward_auth
+        .as_ref()
+        .is_some_and(|settings| {
+            settings.serves(request.uri().path())
+                && headers::is_trusted(conn.peer.ip(), &settings.trusted)
+        });
+    let request_id = request_id(
+        request.headers().get(&X_REQUEST_ID),
+        trusted || asking_proxy,
+    );
     // Cheap clones (shared buffers), kept to name the request in metrics and logs. The query is
     // never logged: clients put secrets there.
     let method = request.method().clone();
