@@ -366,6 +366,7 @@ async fn behind_nginx_auth_request() {
         Some("shop:read")
     );
     assert_eq!(allowed.json()["path"], "/orders/7");
+    assert_eq!(backend_saw(&allowed, "authorization"), None, "the token stays at nginx");
 
     let missing = get("/orders/7", &[]).await;
     missing.assert_status(401);
