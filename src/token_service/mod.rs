@@ -16,7 +16,9 @@ mod errors;
 pub mod grants;
 pub mod limiter;
 pub use crate::passwords;
+pub mod redis_store;
 pub(crate) mod requests;
+pub mod revocation_feed;
 pub mod revocations;
 pub mod store;
 pub use crate::users;
@@ -27,6 +29,7 @@ use std::time::Duration;
 use crate::auth::keys::KeySet;
 use crate::auth::unix_now;
 use crate::config::{StoreLocation, TokenServiceSettings};
+use crate::state::redis::RedisState;
 use limiter::LoginLimiter;
 use revocations::Revocations;
 use store::{MemoryStore, TokenStore};
@@ -57,11 +60,25 @@ impl ServiceState {
             StoreLocation::Embedded(path) => {
                 Arc::new(embedded::EmbeddedStore::open(path).map_err(|e| e.to_string())?)
             }
+            StoreLocation::Redis(settings) => {
+                let redis = RedisState::shared(settings).map_err(|e| e.to_string())?;
+                Arc::new(redis_store::RedisTokenStore::new(redis))
+            }
         };
         let revocations = Arc::new(Revocations::default());
         let now = unix_now();
-        for (jti, exp) in store.revoked_access(now).map_err(|e| e.to_string())? {
-            revocations.insert(jti, exp);
+        match location {
+            // A fleet's revocations arrive from the shared stream, which loads the set first;
+            // a start never waits for Redis.
+            StoreLocation::Redis(settings) => {
+                let redis = RedisState::shared(settings).map_err(|e| e.to_string())?;
+                revocation_feed::follow(redis, Arc::downgrade(&revocations));
+            }
+            StoreLocation::Embedded(_) | StoreLocation::Memory => {
+                for (jti, exp) in store.revoked_access(now).map_err(|e| e.to_string())? {
+                    revocations.insert(jti, exp);
+                }
+            }
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let state = Arc::new(ServiceState {

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod idp;
 pub mod limits;
 pub mod raw_upstream;
+pub mod redis;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};

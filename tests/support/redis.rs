@@ -1,0 +1,128 @@
+//! A real `redis-server` for the fleet tests: its own directory, a free loopback port, no
+//! persistence. `.ci/run` installs the Debian package; running locally without it, the tests
+//! that need it say so and skip (in CI they fail instead).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// A running redis-server.
+pub struct RedisServer {
+    child: Option<Child>,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: TempDir,
+}
+
+/// Whether redis-server is installed; when it is not, prints why the caller skips (and panics
+/// in CI, which must have it).
+pub fn available() -> bool {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is missing in CI: .ci/run installs it"
+        );
+        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
+    }
+    found
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+impl RedisServer {
+    /// Starts a server on a free port and waits (bounded) until it accepts connections.
+    pub fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = RedisServer {
+            child: None,
+            port: 0,
+            dir,
+        };
+        // A port found free may be taken before redis binds it: try a few.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.launch() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn launch(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
+            .current_dir(self.dir.path())
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (ready, signal) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains("Ready to accept connections") {
+                    let _ = ready.send(());
+                }
+            }
+        });
+        let started = signal.recv_timeout(Duration::from_secs(10)).is_ok();
+        if started {
+            self.child = Some(child);
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        started
+    }
+
+    /// Stops the server (its data is lost: no persistence).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        assert!(self.launch(), "redis-server did not start again");
+    }
+
+    /// Runs a redis-cli-like command through a plain connection (test assertions).
+    pub fn command(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
