@@ -179,7 +179,7 @@ impl Validator<'_> {
                 // not verify on the others.
                 self.error(
                     spanned.span(),
-                    "with [state] backend = \"redis\" every replica must sign with the same keys: set `keys`",
+                    "with [state] backend = \"redis\" every replica must sign with the same keys: set `signing_keys`",
                 );
                 return None;
             }
