@@ -150,7 +150,9 @@ impl Client {
             .header("authorization", format!("Bearer {access}"))
             .body(Full::default())
             .unwrap();
-        self.runtime.block_on(send(&http1_client(), request)).status()
+        self.runtime
+            .block_on(send(&http1_client(), request))
+            .status()
     }
 
     fn call(&self, addr: SocketAddr, access: &str) -> u16 {
@@ -158,7 +160,9 @@ impl Client {
             .header("authorization", format!("Bearer {access}"))
             .body(Full::default())
             .unwrap();
-        self.runtime.block_on(send(&http1_client(), request)).status()
+        self.runtime
+            .block_on(send(&http1_client(), request))
+            .status()
     }
 
     fn call_with_key(&self, addr: SocketAddr, key: &str) -> u16 {
@@ -166,12 +170,15 @@ impl Client {
             .header("x-api-key", key)
             .body(Full::default())
             .unwrap();
-        self.runtime.block_on(send(&http1_client(), request)).status()
+        self.runtime
+            .block_on(send(&http1_client(), request))
+            .status()
     }
 
     /// Whether `addr` refuses `access` within a second.
     fn refuses_soon(&self, addr: SocketAddr, access: &str) -> bool {
-        self.refused_within(addr, access, Duration::from_secs(1)).is_some()
+        self.refused_within(addr, access, Duration::from_secs(1))
+            .is_some()
     }
 
     fn metrics(&self, admin: SocketAddr) -> String {
@@ -250,11 +257,18 @@ fn a_revocation_on_one_replica_is_refused_on_the_others_within_a_second() {
             assert_eq!(client.call(replica, &access), 200);
         }
         assert_eq!(client.logout(a, &access), 204);
-        assert_eq!(client.call(a, &access), 401, "refused at once where it was revoked");
+        assert_eq!(
+            client.call(a, &access),
+            401,
+            "refused at once where it was revoked"
+        );
         let revoked_at = Instant::now();
         for replica in [b, c] {
             let waited = client.refused_within(replica, &access, Duration::from_secs(1));
-            assert!(waited.is_some(), "replica {replica} still accepts it after 1 s");
+            assert!(
+                waited.is_some(),
+                "replica {replica} still accepts it after 1 s"
+            );
             lags.push(revoked_at.elapsed());
         }
     }
@@ -270,7 +284,10 @@ fn a_revocation_on_one_replica_is_refused_on_the_others_within_a_second() {
     assert!(lags[lags.len() - 1] < Duration::from_secs(1));
     // The replicas measure it too.
     let metrics = client.metrics(replicas[1].admin);
-    assert!(metrics.contains("authgate_revocation_lag_seconds_count"), "{metrics}");
+    assert!(
+        metrics.contains("authgate_revocation_lag_seconds_count"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -297,7 +314,11 @@ fn with_redis_away_tokens_and_keys_keep_working_and_the_token_service_says_503()
             assert_eq!(client.call(replica, &access), 200);
             assert_eq!(client.call(replica, &revoked), 401);
             assert_eq!(client.call_with_key(replica, &fleet.api_key), 200);
-            assert!(one.elapsed() < Duration::from_millis(50), "{:?}", one.elapsed());
+            assert!(
+                one.elapsed() < Duration::from_millis(50),
+                "{:?}",
+                one.elapsed()
+            );
         }
     }
     eprintln!("300 edge requests with Redis down: {:?}", started.elapsed());
@@ -322,7 +343,10 @@ fn with_redis_away_tokens_and_keys_keep_working_and_the_token_service_says_503()
         }
     };
     login.assert_status(200);
-    eprintln!("the token service answered again {:?} after Redis came back", started.elapsed());
+    eprintln!(
+        "the token service answered again {:?} after Redis came back",
+        started.elapsed()
+    );
     let late = fleet.replica(&redis);
     assert!(
         client.refuses_soon(late.http, &revoked),

@@ -199,6 +199,33 @@ mod tests {
         assert_eq!(redacted_url("redis://127.0.0.1"), "redis://127.0.0.1");
     }
 
+    fn errors(state: &str) -> String {
+        let toml = format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\n[state]\n{state}\n[[routes]]\nid = \"r\"\nupstream = \"builtin:echo\"\npublic = true\n"
+        );
+        match crate::config::Config::parse(&toml, std::path::Path::new("gateway.toml")) {
+            Ok(_) => String::new(),
+            Err(errors) => errors.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_state_settings_are_reported_where_they_are() {
+        assert!(errors("backend = \"redis\"\nurl = \"redis://127.0.0.1:6379/0\"").is_empty());
+        let wrong = errors("backend = \"redis\"\nurl = \"http://x\"\non_failure = \"maybe\"");
+        assert!(wrong.contains("gateway.toml:5:7"), "{wrong}");
+        assert!(wrong.contains("gateway.toml:6:14"), "{wrong}");
+        let missing = errors("backend = \"redis\"");
+        assert!(missing.contains("needs a `url`"), "{missing}");
+        let stray = errors("url = \"redis://h\"");
+        assert!(stray.contains("needs backend"), "{stray}");
+        let secret = errors("backend = \"redis\"\nurl = \"redis+sentinel://:pw@h:26379\"");
+        assert!(
+            secret.contains("not supported") && !secret.contains("pw"),
+            "{secret}"
+        );
+    }
+
     #[test]
     fn only_plain_redis_urls_pass() {
         assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
