@@ -44,7 +44,7 @@ impl Fleet {
         }
     }
 
-    fn config(&self, redis: &RedisServer) -> String {
+    fn config_with(&self, redis: &RedisServer, on_failure: &str) -> String {
         format!(
             r#"[server]
 http = "127.0.0.1:0"
@@ -56,6 +56,7 @@ listen = "127.0.0.1:0"
 backend = "redis"
 url = "{url}"
 timeout = "50ms"
+on_failure = "{on_failure}"
 
 [token_service]
 issuer = "https://gateway.test/auth"
@@ -79,6 +80,14 @@ id = "keys"
 path = "/keys"
 upstream = "builtin:echo"
 auth = ["api_key"]
+
+[[routes]]
+id = "limited"
+path = "/limited"
+upstream = "builtin:echo"
+auth = ["api_key"]
+rate = "50/s"
+burst = 10
 "#,
             url = redis.url(),
             entry = self.api_key_entry,
@@ -86,8 +95,16 @@ auth = ["api_key"]
     }
 
     fn replica(&self, redis: &RedisServer) -> Replica {
+        self.replica_with(redis, "local")
+    }
+
+    fn replica_with(&self, redis: &RedisServer, on_failure: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "gateway.toml", &self.config(redis));
+        write(
+            dir.path(),
+            "gateway.toml",
+            &self.config_with(redis, on_failure),
+        );
         write(dir.path(), "users.toml", &self.users);
         write(dir.path(), "ts.pem", &self.key_pem);
         let process = GatewayProcess::spawn_in(dir, &[("RUST_LOG", "info")]);
@@ -166,19 +183,28 @@ impl Client {
     }
 
     fn call_with_key(&self, addr: SocketAddr, key: &str) -> u16 {
-        let request = Request::get(format!("http://{addr}/keys"))
-            .header("x-api-key", key)
-            .body(Full::default())
-            .unwrap();
-        self.runtime
-            .block_on(send(&http1_client(), request))
-            .status()
+        self.get_with_key(addr, "/keys", key).status()
+    }
+
+    fn get_with_key(&self, addr: SocketAddr, path: &str, key: &str) -> Reply {
+        self.runtime.block_on(get_with_key(addr, path, key))
     }
 
     /// Whether `addr` refuses `access` within a second.
     fn refuses_soon(&self, addr: SocketAddr, access: &str) -> bool {
         self.refused_within(addr, access, Duration::from_secs(1))
             .is_some()
+    }
+
+    /// Waits (bounded) until the replica says it reaches Redis.
+    fn wait_backend_up(&self, admin: SocketAddr) {
+        let started = Instant::now();
+        while !self.metrics(admin).contains("authgate_state_backend_up 1") {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "Redis not reached"
+            );
+        }
     }
 
     fn metrics(&self, admin: SocketAddr) -> String {
@@ -197,6 +223,14 @@ impl Client {
         }
         None
     }
+}
+
+async fn get_with_key(addr: SocketAddr, path: &str, key: &str) -> Reply {
+    let request = Request::get(format!("http://{addr}{path}"))
+        .header("x-api-key", key)
+        .body(Full::default())
+        .unwrap();
+    send(&http1_client(), request).await
 }
 
 fn field(reply: &Reply, name: &str) -> String {
@@ -353,4 +387,164 @@ fn with_redis_away_tokens_and_keys_keep_working_and_the_token_service_says_503()
         "a replica started after the empty restart accepts a revoked token"
     );
     assert_eq!(client.call(late.http, &access), 200);
+}
+
+/// Calls per second a Redis command was run, from `INFO commandstats`.
+fn command_calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.command(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find(|line| line.starts_with(&format!("cmdstat_{command}:")))
+        .and_then(|line| line.split("calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|calls| calls.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_rate_shared_by_three_replicas_under_load_from_all_three_holds_within_two_percent() {
+    if !support::redis::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let fleet = Fleet::new();
+    let replicas: Vec<Replica> = (0..3).map(|_| fleet.replica(&redis)).collect();
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.http).collect();
+    let client = Client::new();
+    for replica in &replicas {
+        client.wait_backend_up(replica.admin);
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let scripts_before = command_calls(&redis, "evalsha") + command_calls(&redis, "eval");
+    let run_for = Duration::from_secs(4);
+    let (allowed, refused, other, elapsed) = runtime.block_on(async {
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for addr in addrs.iter().copied() {
+            for _ in 0..4 {
+                let key = fleet.api_key.clone();
+                workers.push(tokio::spawn(async move {
+                    let mut counts = (0u64, 0u64, 0u64);
+                    while started.elapsed() < run_for {
+                        match get_with_key(addr, "/limited", &key).await.status() {
+                            200 => counts.0 += 1,
+                            429 => counts.1 += 1,
+                            _ => counts.2 += 1,
+                        }
+                    }
+                    counts
+                }));
+            }
+        }
+        let mut total = (0, 0, 0);
+        for worker in workers {
+            let (a, r, o) = worker.await.unwrap();
+            total = (total.0 + a, total.1 + r, total.2 + o);
+        }
+        (total.0, total.1, total.2, started.elapsed())
+    });
+    let scripts = command_calls(&redis, "evalsha") + command_calls(&redis, "eval") - scripts_before;
+    let requests = allowed + refused + other;
+    // GCRA: the burst (10) at once, then 50 per second.
+    let expected = 10.0 + 50.0 * elapsed.as_secs_f64();
+    let off = (allowed as f64 - expected) / expected;
+    eprintln!(
+        "3 replicas, {requests} requests in {elapsed:?}: {allowed} allowed (expected {expected:.1}, {:+.2} %), {refused} refused; {:.3} Redis scripts per request",
+        off * 100.0,
+        scripts as f64 / requests as f64
+    );
+    for replica in &replicas {
+        let metrics = client.metrics(replica.admin);
+        for line in metrics
+            .lines()
+            .filter(|l| l.starts_with("authgate_state_backend_errors_total"))
+        {
+            eprintln!("{line}");
+        }
+    }
+    assert_eq!(other, 0);
+    assert!(refused > allowed, "the load was not above the limit");
+    assert!(
+        off.abs() <= 0.02,
+        "{allowed} allowed, expected {expected:.1}"
+    );
+    // One script per request; the first call of each replica may count twice (EVALSHA refused
+    // with NOSCRIPT, then EVAL), so at most two more per replica.
+    assert!(
+        (requests..=requests + 6).contains(&scripts),
+        "{scripts} scripts for {requests} requests"
+    );
+}
+
+#[test]
+fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the_timeout() {
+    if !support::redis::available() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    let fleet = Fleet::new();
+    let local = fleet.replica_with(&redis, "local");
+    let open = fleet.replica_with(&redis, "open");
+    let closed = fleet.replica_with(&redis, "closed");
+    let client = Client::new();
+    for replica in [&local, &open, &closed] {
+        client.wait_backend_up(replica.admin);
+        assert_eq!(
+            client
+                .get_with_key(replica.http, "/limited", &fleet.api_key)
+                .status(),
+            200
+        );
+    }
+    redis.stop();
+    let mut slowest = Duration::ZERO;
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..60 {
+        for (name, replica) in [("local", &local), ("open", &open), ("closed", &closed)] {
+            let one = Instant::now();
+            let reply = client.get_with_key(replica.http, "/limited", &fleet.api_key);
+            slowest = slowest.max(one.elapsed());
+            *statuses.entry((name, reply.status())).or_insert(0u32) += 1;
+            if name == "closed" {
+                reply.assert_status(503);
+                assert_eq!(reply.json()["error"], "temporarily_unavailable");
+            }
+            // Routes without limits never notice.
+            assert_eq!(client.call_with_key(replica.http, &fleet.api_key), 200);
+        }
+    }
+    eprintln!("Redis stopped: {statuses:?}, slowest answer {slowest:?}");
+    // The timeout is 50 ms; the rest is a debug build's own work.
+    assert!(slowest < Duration::from_millis(150), "{slowest:?}");
+    assert_eq!(
+        statuses.get(&("open", 200)),
+        Some(&60),
+        "open lets everything through"
+    );
+    // local: this replica's own 50/s with a burst of 10 — the quick loop is partly refused.
+    assert!(statuses.get(&("local", 429)).copied().unwrap_or(0) > 0);
+    assert!(statuses.get(&("local", 200)).copied().unwrap_or(0) > 0);
+    let metrics = client.metrics(local.admin);
+    assert!(metrics.contains("authgate_state_backend_up 0"), "{metrics}");
+    assert!(metrics.contains("authgate_state_backend_errors_total{operation=\"limits\"}"));
+
+    // Redis back: the closed replica decides again, without a restart.
+    redis.restart();
+    let started = Instant::now();
+    let status = loop {
+        let status = client
+            .get_with_key(closed.http, "/limited", &fleet.api_key)
+            .status();
+        if status != 503 || started.elapsed() > Duration::from_secs(5) {
+            break status;
+        }
+    };
+    assert_eq!(status, 200);
+    eprintln!(
+        "limits decided in Redis again {:?} after it came back",
+        started.elapsed()
+    );
+    assert!(client
+        .metrics(closed.admin)
+        .contains("authgate_state_backend_up 1"));
 }

@@ -235,7 +235,15 @@ async fn forward<'s>(
     // Limits come after authentication, so a refused credential costs its owner nothing, and
     // before anything is forwarded, so a refused request never reaches the upstream.
     let method = identity.as_ref().map_or("none", Identity::method);
-    if let Err(refusal) = limit(snapshot, route, identity.as_ref(), &request, conn, exchange) {
+    let limited = limit(snapshot, route, identity.as_ref(), &request, conn, exchange).await;
+    if let Err(crate::limits::Denial::Unavailable) = limited {
+        route
+            .metrics
+            .auth_decision(method, "deny", "limits_unavailable");
+        exchange.reason = Some("limits_unavailable");
+        return Err(GatewayError::LimitsUnavailable);
+    }
+    if let Err(crate::limits::Denial::Limited(refusal)) = limited {
         let reason = match refusal.exceeded {
             crate::limits::Exceeded::Rate => "rate_limited",
             crate::limits::Exceeded::Quota => "quota_exceeded",
@@ -359,14 +367,14 @@ async fn forward<'s>(
 
 /// Checks the consumer's plan and the route's own limit. What the RateLimit fields of the
 /// response will say is left in `exchange`.
-fn limit<'s>(
+async fn limit<'s>(
     snapshot: &'s Snapshot,
     route: &'s routes::Route,
     identity: Option<&Identity>,
     request: &Request<Incoming>,
     conn: &ConnInfo,
     exchange: &mut Exchange<'s>,
-) -> Result<(), crate::limits::Refusal> {
+) -> Result<(), crate::limits::Denial> {
     let (consumer, plan) = consumer::resolve(snapshot, identity, || {
         headers::client_address(
             request.headers(),
@@ -381,7 +389,8 @@ fn limit<'s>(
     let now = crate::limits::Now::current();
     let grant = snapshot
         .limits
-        .check(&consumer, plan, route.limit.as_ref(), 1, now)?;
+        .decide(&consumer, plan, route.limit.as_ref(), 1, now)
+        .await?;
     if snapshot.limits.headers {
         exchange.rate_limit = grant.headers();
     }
