@@ -496,6 +496,30 @@ fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the
             200
         );
     }
+    // A hung Redis (connections open, no answers): a request waits at most `timeout` (50 ms)
+    // for it, and once the breaker is open, not at all.
+    redis.pause();
+    let mut waits = Vec::new();
+    for _ in 0..20 {
+        for replica in [&local, &open, &closed] {
+            let one = Instant::now();
+            let status = client.get_with_key(replica.http, "/limited", &fleet.api_key).status();
+            waits.push(one.elapsed());
+            assert!([200, 429, 503].contains(&status), "{status}");
+        }
+    }
+    redis.resume();
+    waits.sort();
+    let slow = waits.iter().filter(|w| **w >= Duration::from_millis(40)).count();
+    eprintln!(
+        "Redis hung: {} requests, slowest {:?}, {slow} waited 40 ms or more, median {:?}",
+        waits.len(),
+        waits[waits.len() - 1],
+        waits[waits.len() / 2]
+    );
+    assert!(waits[waits.len() - 1] < Duration::from_millis(150), "{waits:?}");
+    assert!(slow <= 9, "the breaker did not spare the others: {waits:?}");
+
     redis.stop();
     let mut slowest = Duration::ZERO;
     let mut statuses = std::collections::BTreeMap::new();
