@@ -503,21 +503,29 @@ fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the
     for _ in 0..20 {
         for replica in [&local, &open, &closed] {
             let one = Instant::now();
-            let status = client.get_with_key(replica.http, "/limited", &fleet.api_key).status();
+            let status = client
+                .get_with_key(replica.http, "/limited", &fleet.api_key)
+                .status();
             waits.push(one.elapsed());
             assert!([200, 429, 503].contains(&status), "{status}");
         }
     }
     redis.resume();
     waits.sort();
-    let slow = waits.iter().filter(|w| **w >= Duration::from_millis(40)).count();
+    let slow = waits
+        .iter()
+        .filter(|w| **w >= Duration::from_millis(40))
+        .count();
     eprintln!(
         "Redis hung: {} requests, slowest {:?}, {slow} waited 40 ms or more, median {:?}",
         waits.len(),
         waits[waits.len() - 1],
         waits[waits.len() / 2]
     );
-    assert!(waits[waits.len() - 1] < Duration::from_millis(150), "{waits:?}");
+    assert!(
+        waits[waits.len() - 1] < Duration::from_millis(150),
+        "{waits:?}"
+    );
     assert!(slow <= 9, "the breaker did not spare the others: {waits:?}");
 
     redis.stop();
@@ -550,6 +558,11 @@ fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the
     assert!(statuses.get(&("local", 200)).copied().unwrap_or(0) > 0);
     let metrics = client.metrics(local.admin);
     assert!(metrics.contains("authgate_state_backend_up 0"), "{metrics}");
+    let ready = client
+        .runtime
+        .block_on(support::get(&format!("http://{}/readyz", local.admin)));
+    ready.assert_status(200);
+    assert_eq!(ready.json()["state_backend"], "down");
     assert!(metrics.contains("authgate_state_backend_errors_total{operation=\"limits\"}"));
 
     // Redis back: the closed replica decides again, without a restart.
@@ -571,4 +584,29 @@ fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the
     assert!(client
         .metrics(closed.admin)
         .contains("authgate_state_backend_up 1"));
+}
+
+#[test]
+fn wrong_passwords_spread_over_the_replicas_add_up_to_one_lockout() {
+    if !support::redis::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let fleet = Fleet::new();
+    let replicas: Vec<Replica> = (0..3).map(|_| fleet.replica(&redis)).collect();
+    let client = Client::new();
+    let wrong = json!({"username": "alice", "password": "not-her-password"});
+    // Five failures (the default per username), spread over three replicas.
+    for n in 0..5 {
+        let reply = client.post_json(replicas[n % 3].http, "/auth/login", wrong.clone());
+        reply.assert_status(401);
+    }
+    // Every replica now refuses, even the right password.
+    for replica in &replicas {
+        let locked = client.login(replica.http);
+        locked.assert_status(429);
+        assert_eq!(locked.json()["error"], "too_many_attempts");
+        let retry_after: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
+    }
 }

@@ -390,6 +390,13 @@ impl Limits {
         }
     }
 
+    /// With `[state] backend = "redis"`: whether Redis answers now.
+    pub fn state_backend_up(&self) -> Option<bool> {
+        self.shared
+            .as_ref()
+            .map(|(shared, _)| shared.redis().is_up())
+    }
+
     /// Writes the quota counters that changed (shutdown, admin resets; else every second).
     pub fn flush(&self) {
         if let Some(quotas) = self.tables.quotas.get() {

@@ -20,6 +20,7 @@ pub mod redis_store;
 pub(crate) mod requests;
 pub mod revocation_feed;
 pub mod revocations;
+pub mod shared_limiter;
 pub mod store;
 pub use crate::users;
 
@@ -45,6 +46,8 @@ pub struct ServiceState {
     /// Revoked access tokens, checked at the edge.
     pub revocations: Arc<Revocations>,
     limiter: LoginLimiter,
+    /// With the store on Redis: the login failure counts the fleet shares (instead of `limiter`).
+    shared_limiter: Option<shared_limiter::SharedLoginLimiter>,
     /// Bounds concurrent argon2 runs: each takes tens of MiB and a core for tens of ms.
     hashing: tokio::sync::Semaphore,
     /// Verified against when the username is unknown, so that a wrong username costs what a
@@ -86,6 +89,12 @@ impl ServiceState {
             store,
             revocations,
             limiter: LoginLimiter::default(),
+            shared_limiter: match location {
+                StoreLocation::Redis(settings) => Some(shared_limiter::SharedLoginLimiter::new(
+                    RedisState::shared(settings).map_err(|e| e.to_string())?,
+                )),
+                StoreLocation::Embedded(_) | StoreLocation::Memory => None,
+            },
             hashing: tokio::sync::Semaphore::new(cores),
             dummy_hash: passwords::hash("no user has this password")?,
         });
