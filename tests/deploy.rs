@@ -322,7 +322,10 @@ fn the_redis_variant_is_the_shared_gateway_with_three_replicas_on_one_redis() {
         .as_str()
         .unwrap();
     std::fs::write(scratch.path().join("keys.toml"), keys).unwrap();
-    let text = text.replace("/etc/authgate/secrets", &scratch.path().display().to_string());
+    let text = text.replace(
+        "/etc/authgate/secrets",
+        &scratch.path().display().to_string(),
+    );
     let config = Config::parse(&text, &scratch.path().join("gateway.toml"))
         .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
     match &config.state {

@@ -152,7 +152,26 @@ pub struct Grant<'a> {
     items: [Option<(&'a Policy, Standing)>; 3],
 }
 
-impl Grant<'_> {
+impl<'a> Grant<'a> {
+    /// The policies that apply, in their order (the route's rate, the plan's rate, its quota),
+    /// and a grant with nothing taken yet.
+    fn empty(
+        route: Option<&'a Policy>,
+        plan: Option<&'a PlanPolicies>,
+    ) -> ([Option<&'a Policy>; 3], Grant<'a>) {
+        let policies = [
+            route,
+            plan.and_then(|p| p.rate.as_ref()),
+            plan.and_then(|p| p.quota.as_ref()),
+        ];
+        let grant = Grant {
+            route,
+            plan,
+            items: [None; 3],
+        };
+        (policies, grant)
+    }
+
     /// `RateLimit-Policy` and `RateLimit` for the response, when a policy applied.
     pub fn headers(&self) -> Option<(HeaderValue, HeaderValue)> {
         let policies = policy_header(self.route, self.plan)?;
@@ -299,17 +318,8 @@ impl Limits {
         cost: u64,
         now: Now,
     ) -> Result<Grant<'a>, Refusal> {
-        let policies = [
-            route,
-            plan.and_then(|p| p.rate.as_ref()),
-            plan.and_then(|p| p.quota.as_ref()),
-        ];
+        let (policies, mut grant) = Grant::empty(route, plan);
         let hash = consumer.hash();
-        let mut grant = Grant {
-            route,
-            plan,
-            items: [None; 3],
-        };
         for (slot, policy) in policies.iter().enumerate() {
             let Some(policy) = policy else { continue };
             let Some(limiter) = self.limiter(policy) else {
@@ -347,16 +357,7 @@ impl Limits {
                 .check(consumer, plan, route, cost, now)
                 .map_err(Denial::Limited);
         };
-        let slots = [
-            route,
-            plan.and_then(|p| p.rate.as_ref()),
-            plan.and_then(|p| p.quota.as_ref()),
-        ];
-        let mut grant = Grant {
-            route,
-            plan,
-            items: [None; 3],
-        };
+        let (slots, mut grant) = Grant::empty(route, plan);
         let applied: Vec<(usize, &'a Policy)> = slots
             .iter()
             .enumerate()

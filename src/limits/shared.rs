@@ -14,7 +14,7 @@ use std::sync::Arc;
 use redis::Script;
 
 use super::{Consumer, Now, Policy, PolicyKind, Standing};
-use crate::state::redis::RedisState;
+use crate::state::redis::{RedisState, ScriptCall};
 
 /// Checks every policy, then (when all allow) takes `cost` from each. KEYS: one per policy.
 /// ARGV: cost, then per policy its kind and two numbers — `r`, interval (µs), burst; or `q`,
@@ -111,40 +111,27 @@ impl SharedLimits {
         now: Now,
     ) -> Result<Decision, crate::state::StateError> {
         let tag = consumer_tag(consumer);
-        let mut keys = Vec::with_capacity(policies.len());
-        let mut args = Vec::with_capacity(1 + policies.len() * 3);
-        args.push(cost.to_string());
+        let mut call = ScriptCall::new(&self.script);
+        call.arg(cost);
         for policy in policies {
             match policy.kind {
                 PolicyKind::Rate(gcra) => {
-                    keys.push(format!("{{authgate-limits:{tag}}}:{}", policy.name));
-                    args.push("r".to_string());
-                    args.push((gcra.interval / 1000).max(1).to_string());
-                    args.push(gcra.burst.to_string());
+                    call.key(format!("{{authgate-limits:{tag}}}:{}", policy.name))
+                        .arg("r")
+                        .arg((gcra.interval / 1000).max(1))
+                        .arg(gcra.burst);
                 }
                 PolicyKind::Quota(quota) => {
                     let (start, end) = super::quota::window(quota.window, now.unix);
-                    keys.push(format!("{{authgate-limits:{tag}}}:{}:{start}", policy.name));
-                    args.push("q".to_string());
-                    args.push(quota.count.to_string());
-                    args.push(end.to_string());
+                    call.key(format!("{{authgate-limits:{tag}}}:{}:{start}", policy.name))
+                        .arg("q")
+                        .arg(quota.count)
+                        .arg(end);
                 }
             }
         }
-        let script = self.script.clone();
-        let reply: Vec<i64> = self
-            .redis
-            .run("limits", move |mut connection| async move {
-                let mut invocation = script.prepare_invoke();
-                for key in &keys {
-                    invocation.key(key);
-                }
-                for arg in &args {
-                    invocation.arg(arg);
-                }
-                invocation.invoke_async(&mut connection).await
-            })
-            .await?;
+        let bound = self.redis.settings().timeout;
+        let reply: Vec<i64> = self.redis.script("limits", bound, call).await?;
         Ok(read_reply(&reply, policies.len()))
     }
 }

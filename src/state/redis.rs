@@ -166,19 +166,9 @@ impl RedisState {
         self.runner.health.open()
     }
 
-    /// Runs one command (or one script) with `[state] timeout`, from any async context.
-    pub async fn run<T, F, Fut>(&self, operation: &'static str, command: F) -> Result<T, StateError>
-    where
-        T: Send + 'static,
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
-    {
-        self.run_within(operation, self.settings.timeout, command)
-            .await
-    }
-
-    /// Like [`RedisState::run`], with a bound of its own (for work off the request path).
-    pub async fn run_within<T, F, Fut>(
+    /// Runs one command within `bound` (`settings().timeout` on the request path), from any
+    /// async context.
+    pub async fn run<T, F, Fut>(
         &self,
         operation: &'static str,
         bound: Duration,
@@ -190,6 +180,31 @@ impl RedisState {
         Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
     {
         self.runner.run(operation, bound, command).await
+    }
+
+    /// Runs a Lua script with these keys and arguments within `bound`.
+    pub async fn script<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        operation: &'static str,
+        bound: Duration,
+        call: ScriptCall,
+    ) -> Result<T, StateError> {
+        self.run(operation, bound, move |mut connection| async move {
+            call.invoke(&mut connection).await
+        })
+        .await
+    }
+
+    /// [`RedisState::script`] from blocking code.
+    pub fn script_blocking<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        operation: &'static str,
+        bound: Duration,
+        call: ScriptCall,
+    ) -> Result<T, StateError> {
+        self.run_blocking(operation, bound, move |mut connection| async move {
+            call.invoke(&mut connection).await
+        })
     }
 
     /// Runs a command from blocking code (a store write on the blocking pool, a test): the
@@ -285,6 +300,52 @@ impl Runner {
             }
         }
         outcome
+    }
+}
+
+/// One call of a Lua script: the script (sent by its SHA-1, loaded when Redis lacks it), its
+/// keys and its arguments, owned so the call can move to the Redis runtime.
+#[derive(Debug, Clone)]
+pub struct ScriptCall {
+    script: redis::Script,
+    keys: Vec<String>,
+    args: Vec<String>,
+}
+
+impl ScriptCall {
+    /// A call of `script` with no keys or arguments yet.
+    pub fn new(script: &redis::Script) -> ScriptCall {
+        ScriptCall {
+            script: script.clone(),
+            keys: Vec::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds a key (`KEYS[n]`).
+    pub fn key(&mut self, key: impl Into<String>) -> &mut Self {
+        self.keys.push(key.into());
+        self
+    }
+
+    /// Adds an argument (`ARGV[n]`).
+    pub fn arg(&mut self, arg: impl ToString) -> &mut Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        let mut invocation = self.script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg);
+        }
+        invocation.invoke_async(connection).await
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use redis::Script;
 
 use super::store::{FamilyRecord, RefreshRecord, StoreError, TokenHash, TokenStore, Transaction};
-use crate::state::redis::RedisState;
+use crate::state::redis::{RedisState, ScriptCall};
 
 /// Revoked access tokens: jti scored by `exp`.
 pub const REVOKED_KEY: &str = "{authgate-tokens}:revoked";
@@ -202,47 +202,30 @@ impl RedisTokenStore {
         if draft.written.is_empty() && draft.revoked.is_empty() {
             return Ok(true);
         }
-        let mut keys = vec![REVOKED_KEY.to_string(), STREAM_KEY.to_string()];
-        let mut args = vec![
-            draft.read.len().to_string(),
-            draft.order.len().to_string(),
-            draft.revoked.len().to_string(),
-            STREAM_KEEP.to_string(),
-        ];
+        let mut call = ScriptCall::new(&self.commit);
+        call.key(REVOKED_KEY).key(STREAM_KEY);
+        call.arg(draft.read.len())
+            .arg(draft.order.len())
+            .arg(draft.revoked.len())
+            .arg(STREAM_KEEP);
         for (key, value) in draft.read {
-            keys.push(key);
-            args.push(match value {
-                Some(value) => format!("={value}"),
-                None => "-".into(),
-            });
+            call.key(key);
+            match value {
+                Some(value) => call.arg(format!("={value}")),
+                None => call.arg("-"),
+            };
         }
         for key in draft.order {
             if let Some((value, expire_at)) = draft.written.get(&key) {
-                args.push(value.clone());
-                args.push(expire_at.to_string());
+                call.arg(value).arg(expire_at);
             }
-            keys.push(key);
+            call.key(key);
         }
         for (jti, exp) in draft.revoked {
-            args.push(jti);
-            args.push(exp.to_string());
+            call.arg(jti).arg(exp);
         }
-        let script = self.commit.clone();
         self.redis
-            .run_blocking(
-                "token_store_commit",
-                self.redis.off_path_bound(),
-                move |mut connection| async move {
-                    let mut invocation = script.prepare_invoke();
-                    for key in &keys {
-                        invocation.key(key);
-                    }
-                    for arg in &args {
-                        invocation.arg(arg);
-                    }
-                    invocation.invoke_async::<i64>(&mut connection).await
-                },
-            )
+            .script_blocking::<i64>("token_store_commit", self.redis.off_path_bound(), call)
             .map(|committed| committed == 1)
             .map_err(unavailable)
     }

@@ -11,7 +11,7 @@ use redis::Script;
 
 use crate::config::LoginLimit;
 use crate::limits::consumer::address_key;
-use crate::state::redis::RedisState;
+use crate::state::redis::{RedisState, ScriptCall};
 use crate::state::StateError;
 
 /// The seconds until the longest window that is used up ends, or 0.
@@ -73,27 +73,19 @@ impl SharedLoginLimiter {
 
     async fn script(
         &self,
-        operation: &'static str,
         script: &Script,
-        keys: Vec<String>,
-        args: Vec<String>,
+        keys: [String; 2],
+        args: &[String],
     ) -> Result<i64, StateError> {
-        let script = script.clone();
+        let mut call = ScriptCall::new(script);
+        for key in keys {
+            call.key(key);
+        }
+        for arg in args {
+            call.arg(arg);
+        }
         self.redis
-            .run_within(
-                operation,
-                self.redis.off_path_bound(),
-                move |mut connection| async move {
-                    let mut invocation = script.prepare_invoke();
-                    for key in &keys {
-                        invocation.key(key);
-                    }
-                    for arg in &args {
-                        invocation.arg(arg);
-                    }
-                    invocation.invoke_async(&mut connection).await
-                },
-            )
+            .script("login_limit", self.redis.off_path_bound(), call)
             .await
     }
 
@@ -104,10 +96,8 @@ impl SharedLoginLimiter {
         user: &str,
         client: IpAddr,
     ) -> Result<Result<(), u64>, StateError> {
-        let args = vec![limit.per_user.to_string(), limit.per_client.to_string()];
-        let wait = self
-            .script("login_limit", &self.check, keys(user, client).into(), args)
-            .await?;
+        let args = [limit.per_user.to_string(), limit.per_client.to_string()];
+        let wait = self.script(&self.check, keys(user, client), &args).await?;
         Ok(match u64::try_from(wait) {
             Ok(0) | Err(_) => Ok(()),
             Ok(seconds) => Err(seconds),
@@ -122,21 +112,16 @@ impl SharedLoginLimiter {
         client: IpAddr,
     ) -> Result<(), StateError> {
         let window = limit.window.as_secs().max(1).to_string();
-        self.script(
-            "login_limit",
-            &self.failed,
-            keys(user, client).into(),
-            vec![window],
-        )
-        .await
-        .map(drop)
+        self.script(&self.failed, keys(user, client), &[window])
+            .await
+            .map(drop)
     }
 
     /// Clears a username's failures after it logged in.
     pub async fn succeeded(&self, user: &str) -> Result<(), StateError> {
         let key = hashed("user", user.as_bytes());
         self.redis
-            .run_within(
+            .run(
                 "login_limit",
                 self.redis.off_path_bound(),
                 move |mut connection| async move {
