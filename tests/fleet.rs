@@ -88,6 +88,14 @@ upstream = "builtin:echo"
 auth = ["api_key"]
 rate = "50/s"
 burst = 10
+
+[[routes]]
+id = "fast"
+path = "/fast"
+upstream = "builtin:echo"
+auth = ["api_key"]
+rate = "10000/s"
+burst = 10000
 "#,
             url = redis.url(),
             entry = self.api_key_entry,
@@ -99,12 +107,24 @@ burst = 10
     }
 
     fn replica_with(&self, redis: &RedisServer, on_failure: &str) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "gateway.toml",
-            &self.config_with(redis, on_failure),
+        self.replica_of(&self.config_with(redis, on_failure))
+    }
+
+    /// A gateway with the same routes and limits, on its own (embedded state, no Redis).
+    fn alone(&self, redis: &RedisServer) -> Replica {
+        let config = self.config_with(redis, "local");
+        let start = config.find("[state]").unwrap();
+        let end = config.find("[token_service]").unwrap();
+        let embedded = format!("{}{}", &config[..start], &config[end..]).replace(
+            "signing_keys = [\"ts.pem\"]",
+            "signing_keys = [\"ts.pem\"]\nstore = \"memory\"",
         );
+        self.replica_of(&embedded)
+    }
+
+    fn replica_of(&self, config: &str) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "gateway.toml", config);
         write(dir.path(), "users.toml", &self.users);
         write(dir.path(), "ts.pem", &self.key_pem);
         let process = GatewayProcess::spawn_in(dir, &[("RUST_LOG", "info")]);
@@ -163,17 +183,17 @@ impl Client {
     }
 
     fn logout(&self, addr: SocketAddr, access: &str) -> u16 {
-        let request = Request::post(format!("http://{addr}/auth/logout"))
-            .header("authorization", format!("Bearer {access}"))
-            .body(Full::default())
-            .unwrap();
-        self.runtime
-            .block_on(send(&http1_client(), request))
-            .status()
+        self.with_bearer(http::Method::POST, addr, "/auth/logout", access)
     }
 
     fn call(&self, addr: SocketAddr, access: &str) -> u16 {
-        let request = Request::get(format!("http://{addr}/api"))
+        self.with_bearer(http::Method::GET, addr, "/api", access)
+    }
+
+    fn with_bearer(&self, method: http::Method, addr: SocketAddr, path: &str, access: &str) -> u16 {
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"))
             .header("authorization", format!("Bearer {access}"))
             .body(Full::default())
             .unwrap();
@@ -609,4 +629,39 @@ fn wrong_passwords_spread_over_the_replicas_add_up_to_one_lockout() {
         let retry_after: u64 = locked.header("retry-after").unwrap().parse().unwrap();
         assert!((1..=900).contains(&retry_after), "{retry_after}");
     }
+}
+
+#[test]
+fn a_limit_on_redis_adds_one_round_trip_and_a_bounded_latency() {
+    if !support::redis::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let fleet = Fleet::new();
+    let shared = fleet.replica(&redis);
+    let alone = fleet.alone(&redis);
+    let client = Client::new();
+    client.wait_backend_up(shared.admin);
+    let latency = |replica: &Replica| {
+        let mut times: Vec<Duration> = (0..300)
+            .map(|_| {
+                let one = Instant::now();
+                let reply = client.get_with_key(replica.http, "/fast", &fleet.api_key);
+                reply.assert_status(200);
+                one.elapsed()
+            })
+            .collect();
+        times.sort();
+        (times[times.len() / 2], times[times.len() * 99 / 100])
+    };
+    let before = command_calls(&redis, "evalsha") + command_calls(&redis, "eval");
+    let (shared_p50, shared_p99) = latency(&shared);
+    let scripts = command_calls(&redis, "evalsha") + command_calls(&redis, "eval") - before;
+    let (alone_p50, alone_p99) = latency(&alone);
+    eprintln!(
+        "API key + rate limit, 300 sequential requests (debug build): on Redis p50 {shared_p50:?} p99 {shared_p99:?}, {scripts} scripts; alone p50 {alone_p50:?} p99 {alone_p99:?}"
+    );
+    assert!((300..=302).contains(&scripts), "{scripts}");
+    // Redis may add at most its timeout (50 ms) to any request.
+    assert!(shared_p99 < alone_p99 + Duration::from_millis(50));
 }
