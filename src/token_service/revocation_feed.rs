@@ -4,8 +4,9 @@
 //! second (measured as `authgate_revocation_lag_seconds`).
 //!
 //! The follower reads with `XREAD BLOCK` on a connection of its own and remembers the last id
-//! it applied. After a reconnect it resumes from that id; if the stream no longer reaches back
-//! to it (trimmed), or is gone (Redis restarted empty), it rebuilds from the sorted set of
+//! it applied. After a reconnect, and after every quiet second, it checks that the stream still
+//! reaches back to that id; if it was trimmed past it, or is gone (Redis restarted empty), the
+//! follower rebuilds from the sorted set of
 //! revocations — and after an empty restart it writes its own set back, so a replica that
 //! starts later still learns them.
 
@@ -74,7 +75,12 @@ async fn follow_once(
             .query_async(&mut connection)
             .await
             .map_err(|e| format!("XREAD: {:?}", e.kind()))?;
-        let Some(reply) = reply else { continue };
+        let Some(reply) = reply else {
+            // A quiet second: make sure the stream still reaches back to where we are (a
+            // replica that was paused may find it trimmed past its last id).
+            catch_up(&mut connection, revocations, last).await?;
+            continue;
+        };
         let now_ms = unix_ms();
         for entry in reply.keys.iter().flat_map(|k| k.ids.iter()) {
             if let (Some(jti), Some(exp)) = (entry.get::<String>("jti"), entry.get::<i64>("exp")) {
@@ -109,14 +115,19 @@ async fn catch_up(
     let resumable = match (last.as_deref(), first.as_deref()) {
         // The stream still starts at or before the next entry we need.
         (Some(last), Some(first)) => id_order(first) <= id_order(last),
-        // Nothing was ever revoked that we know of, and the stream is empty.
-        (None, None) => false,
+        // Nothing read yet, or the stream is empty or starts after our place: reload.
         _ => false,
     };
     if resumable {
         return Ok(());
     }
-    let emptied = last.as_deref().is_some_and(|l| l != "0-0") && first.is_none();
+    // A stream that is gone (not merely empty after a trim) means Redis lost its data.
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(STREAM_KEY)
+        .query_async(connection)
+        .await
+        .map_err(|e| format!("EXISTS: {:?}", e.kind()))?;
+    let emptied = last.as_deref().is_some_and(|l| l != "0-0") && !exists;
     // The tail first, then the set: whatever is appended between the two is read again from
     // the stream, so nothing falls in the gap.
     let tail: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
