@@ -123,11 +123,17 @@ burst = 10000
     }
 
     fn replica_of(&self, config: &str) -> Replica {
+        self.replica_in_env(config, &[])
+    }
+
+    fn replica_in_env(&self, config: &str, env: &[(&str, &str)]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "gateway.toml", config);
         write(dir.path(), "users.toml", &self.users);
         write(dir.path(), "ts.pem", &self.key_pem);
-        let process = GatewayProcess::spawn_in(dir, &[("RUST_LOG", "info")]);
+        let mut env = env.to_vec();
+        env.push(("RUST_LOG", "info"));
+        let process = GatewayProcess::spawn_in(dir, &env);
         let admin = process.listener("admin").unwrap();
         Replica {
             http: process.http,
@@ -741,4 +747,38 @@ fn a_follower_whose_connection_is_cut_resumes_where_it_was() {
     }
     assert!(client.refuses_soon(b.http, &second));
     assert_eq!(client.call(b.http, &first), 401);
+}
+
+#[test]
+fn rediss_urls_speak_tls_and_trust_only_the_system_store() {
+    if !support::redis::available() {
+        return;
+    }
+    let ca = support::certs::TestCa::new();
+    let leaf = ca.issue(&["127.0.0.1"]);
+    let redis = RedisServer::start_tls(&leaf.cert_pem, &leaf.key_pem);
+    let fleet = Fleet::new();
+    let config = fleet
+        .config_with(&redis, "closed")
+        .replace("redis://", "rediss://");
+    let ca_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(ca_file.path(), ca.pem()).unwrap();
+    let client = Client::new();
+
+    // The test CA in the trust store (rustls-native-certs reads SSL_CERT_FILE): it works.
+    let trusting = fleet.replica_in_env(
+        &config,
+        &[("SSL_CERT_FILE", ca_file.path().to_str().unwrap())],
+    );
+    client.wait_backend_up(trusting.admin);
+    let access = field(&client.login(trusting.http), "access_token");
+    assert_eq!(client.call(trusting.http, &access), 200);
+
+    // Without it, the certificate is refused: the state backend stays down, nothing is sent.
+    let system_only = fleet.replica_in_env(&config, &[]);
+    let login = client.login(system_only.http);
+    login.assert_status(503);
+    assert!(client
+        .metrics(system_only.admin)
+        .contains("authgate_state_backend_up 0"));
 }

@@ -16,6 +16,8 @@ pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
     dir: TempDir,
+    /// Set for a TLS-only server: `--tls-*` arguments naming files in `dir`.
+    tls: bool,
 }
 
 /// Whether redis-server is installed; when it is not, prints why the caller skips (and panics
@@ -44,11 +46,25 @@ fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free port and waits (bounded) until it accepts connections.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(None)
+    }
+
+    /// Starts a server that speaks only TLS, with this certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> RedisServer {
+        RedisServer::start_with(Some((cert_pem, key_pem)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> RedisServer {
         let dir = tempfile::tempdir().unwrap();
+        if let Some((cert, key)) = tls {
+            std::fs::write(dir.path().join("redis.crt"), cert).unwrap();
+            std::fs::write(dir.path().join("redis.key"), key).unwrap();
+        }
         let mut server = RedisServer {
             child: None,
             port: 0,
             dir,
+            tls: tls.is_some(),
         };
         // A port found free may be taken before redis binds it: try a few.
         for _ in 0..5 {
@@ -66,10 +82,25 @@ impl RedisServer {
     }
 
     fn launch(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .current_dir(self.dir.path())
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"]);
+        if self.tls {
+            command
+                .args(["--port", "0", "--tls-port"])
+                .arg(self.port.to_string())
+                .args([
+                    "--tls-cert-file",
+                    "redis.crt",
+                    "--tls-key-file",
+                    "redis.key",
+                ])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            command.arg("--port").arg(self.port.to_string());
+        }
+        let mut child = command
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
