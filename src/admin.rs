@@ -42,6 +42,13 @@ pub fn handle<B>(
         (&Method::GET | &Method::HEAD, "/readyz")
             if readiness.is_ready() && snapshot.is_ready() =>
         {
+            // A fleet stays ready while Redis is away (the edge does not need it; limits follow
+            // `on_failure`), and says so: unready replicas would turn the outage into a full one.
+            if let Some(up) = snapshot.limits.state_backend_up() {
+                let state = if up { "up" } else { "down" };
+                let body = serde_json::json!({"status": "ready", "state_backend": state});
+                return json_response(StatusCode::OK, body.to_string());
+            }
             (StatusCode::OK, r#"{"status":"ready"}"#)
         }
         (&Method::GET | &Method::HEAD, "/readyz") => {

@@ -63,6 +63,9 @@ pub enum GatewayError {
     /// A rate limit or quota of the caller's plan or of the route is used up.
     #[error("{}", limit_description(.0))]
     Limited(crate::limits::Refusal),
+    /// The shared limits cannot be decided (Redis is down) and `on_failure = "closed"`.
+    #[error("the limits cannot be checked now; retry shortly")]
+    LimitsUnavailable,
 }
 
 fn limit_description(refusal: &crate::limits::Refusal) -> String {
@@ -90,7 +93,8 @@ impl GatewayError {
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
             | GatewayError::UpstreamTimeout => Fault::Upstream,
-            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => Fault::Gateway,
+            GatewayError::Auth(AuthError::KeysUnavailable { .. })
+            | GatewayError::LimitsUnavailable => Fault::Gateway,
             GatewayError::Auth(_) | GatewayError::Limited(_) => Fault::Client,
         }
     }
@@ -113,6 +117,7 @@ impl GatewayError {
             }
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -133,6 +138,7 @@ impl GatewayError {
                 crate::limits::Exceeded::Rate => "rate_limited",
                 crate::limits::Exceeded::Quota => "quota_exceeded",
             },
+            GatewayError::LimitsUnavailable => "temporarily_unavailable",
         }
     }
 
@@ -157,6 +163,9 @@ impl GatewayError {
             if matches!(error, AuthError::KeysUnavailable { .. }) {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
+        }
+        if let GatewayError::LimitsUnavailable = self {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let GatewayError::Limited(refusal) = self {
             headers.insert(RETRY_AFTER, HeaderValue::from(refusal.retry_after));

@@ -52,6 +52,12 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(REVOCATION_LAG.into()),
+                        &DURATION_BUCKETS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|error| tracing::warn!(%error, "metrics recorder not installed"))
                 .ok()?;
@@ -260,4 +266,26 @@ pub fn rate_limited(route: &SharedString, plan: Option<&SharedString>, limit: &'
         .unwrap_or_else(|| SharedString::const_str("-"));
     metrics::counter!(RATE_LIMITED, "route" => route.clone(), "plan" => plan, "limit" => limit)
         .increment(1);
+}
+
+/// Whether the shared state backend (Redis) answers: 1 or 0.
+pub const STATE_BACKEND_UP: &str = "authgate_state_backend_up";
+/// Shared-state commands that failed or timed out: `{operation}`.
+pub const STATE_BACKEND_ERRORS: &str = "authgate_state_backend_errors_total";
+/// Time from a revocation's append to the shared stream to this replica applying it.
+pub const REVOCATION_LAG: &str = "authgate_revocation_lag_seconds";
+
+/// Sets whether the shared state backend answers.
+pub fn state_backend_up(up: bool) {
+    metrics::gauge!(STATE_BACKEND_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts one failed shared-state command.
+pub fn state_backend_error(operation: &'static str) {
+    metrics::counter!(STATE_BACKEND_ERRORS, "operation" => operation).increment(1);
+}
+
+/// Records how long a revocation took to reach this replica.
+pub fn revocation_lag(lag: Duration) {
+    metrics::histogram!(REVOCATION_LAG).record(lag.as_secs_f64());
 }

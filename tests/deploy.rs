@@ -282,6 +282,64 @@ fn the_shared_gateway_manifests_fit_their_gateway_toml() {
 }
 
 #[test]
+fn the_redis_variant_is_the_shared_gateway_with_three_replicas_on_one_redis() {
+    let dir = deploy_dir("gateway-redis");
+    let docs = manifests(&dir);
+    let kustomization = &docs["Kustomization/-"];
+    let resources: Vec<&str> = list(&kustomization["resources"])
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(resources.contains(&"../gateway"), "{resources:?}");
+    for resource in &resources {
+        assert!(dir.join(resource).exists(), "missing resource {resource}");
+    }
+    // It replaces the base's ConfigMap with its own gateway.toml, under the same name.
+    let generator = &list(&kustomization["configMapGenerator"])[0];
+    assert_eq!(generator["name"].as_str(), Some("authgate"));
+    assert_eq!(generator["behavior"].as_str(), Some("replace"));
+    // The patch: three replicas, REDIS_URL from the Secret defined here.
+    let patch_path = list(&kustomization["patches"])[0]["path"].as_str().unwrap();
+    assert!(dir.join(patch_path).exists());
+    let patch = &docs["Deployment/authgate"];
+    assert_eq!(patch["spec"]["replicas"].as_i64(), Some(3));
+    let container = &list(&patch["spec"]["template"]["spec"]["containers"])[0];
+    assert_eq!(container["name"].as_str(), Some("authgate"));
+    let env = &list(&container["env"])[0];
+    assert_eq!(env["name"].as_str(), Some("REDIS_URL"));
+    let reference = &env["valueFrom"]["secretKeyRef"];
+    let secret = &docs[&format!("Secret/{}", reference["name"].as_str().unwrap())];
+    let url = secret["stringData"][reference["key"].as_str().unwrap()]
+        .as_str()
+        .unwrap();
+    // gateway.toml as the pod sees it: the base's keys file, the Secret's URL.
+    let base = manifests(&deploy_dir("gateway"));
+    let text = std::fs::read_to_string(dir.join("gateway.toml"))
+        .unwrap()
+        .replace("${REDIS_URL}", url);
+    let scratch = tempfile::tempdir().unwrap();
+    let keys = base["Secret/authgate-keys"]["stringData"]["keys.toml"]
+        .as_str()
+        .unwrap();
+    std::fs::write(scratch.path().join("keys.toml"), keys).unwrap();
+    let text = text.replace(
+        "/etc/authgate/secrets",
+        &scratch.path().display().to_string(),
+    );
+    let config = Config::parse(&text, &scratch.path().join("gateway.toml"))
+        .unwrap_or_else(|e| panic!("{}:\n{e}", dir.display()));
+    match &config.state {
+        authgate::config::StateBackend::Redis(settings) => assert_eq!(settings.url, url),
+        other => panic!("not on Redis: {other:?}"),
+    }
+    // The listeners are the base's, which its Service and probes point at.
+    let base_config = std::fs::read_to_string(deploy_dir("gateway").join("gateway.toml")).unwrap();
+    for listener in ["http = \"0.0.0.0:8080\"", "listen = \"0.0.0.0:9901\""] {
+        assert!(base_config.contains(listener) && text.contains(listener));
+    }
+}
+
+#[test]
 fn the_systemd_unit_is_hardened_and_reloads_with_sighup() {
     let unit = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/authgate.service"),

@@ -13,6 +13,7 @@ mod issuers;
 mod plans;
 mod raw;
 mod routes;
+mod state;
 mod token_service;
 pub mod units;
 mod unknown_keys;
@@ -41,6 +42,7 @@ pub use plans::{
 };
 use raw::{RawConfig, Text};
 pub use routes::{AuthRequirement, HostPattern, RouteSettings, RouteTarget};
+pub use state::{redacted_url, OnFailure, RedisSettings, StateBackend};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
 };
@@ -105,6 +107,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `[forward_auth]`, when other proxies may ask the gateway for decisions.
     pub forward_auth: Option<ForwardAuthSettings>,
+    /// `[state] backend`: where the state a fleet shares is kept.
+    pub state: StateBackend,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -473,10 +477,11 @@ impl Validator<'_> {
         let plans = self.plans(&raw.plans);
         let consumers = self.consumers(&raw, &plans);
         let data_dir = self.data_dir(&raw);
+        let state = self.state_backend(raw.state.as_ref().map(|s| s.get_ref()));
         let token_service = raw
             .token_service
             .as_ref()
-            .and_then(|t| self.token_service(t, &data_dir, &plans));
+            .and_then(|t| self.token_service(t, &data_dir, &plans, &state));
         if let (Some(service), Some(raw_service)) = (&token_service, &raw.token_service) {
             // The gateway verifies its own tokens like any issuer's; ids and `iss` stay unique.
             let own = service.issuer_settings();
@@ -549,6 +554,7 @@ impl Validator<'_> {
             consumers,
             data_dir,
             forward_auth,
+            state,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {

@@ -69,6 +69,10 @@ pub struct RawConsumers {
 #[serde(deny_unknown_fields)]
 pub struct RawState {
     pub data_dir: Option<Text>,
+    pub backend: Option<Text>,
+    pub url: Option<Text>,
+    pub timeout: Option<Text>,
+    pub on_failure: Option<Text>,
 }
 
 /// `[token_service]`.

@@ -67,6 +67,8 @@ pub enum StoreLocation {
     Embedded(PathBuf),
     /// Process memory only: refresh tokens and revocations are lost at exit.
     Memory,
+    /// The Redis of `[state]`, shared by every replica.
+    Redis(super::RedisSettings),
 }
 
 /// A client of the client-credentials grant.
@@ -144,6 +146,7 @@ impl Validator<'_> {
         spanned: &Spanned<RawTokenService>,
         data_dir: &Path,
         plans: &std::collections::BTreeMap<String, super::Plan>,
+        state: &super::StateBackend,
     ) -> Option<TokenServiceSettings> {
         let raw = spanned.get_ref();
         let id = match &raw.id {
@@ -171,17 +174,41 @@ impl Validator<'_> {
                 .iter()
                 .map(|file| self.signing_key(file))
                 .collect::<Option<Vec<_>>>()?,
+            None if matches!(state, super::StateBackend::Redis(_)) => {
+                // Each replica would generate a key of its own, and tokens signed by one would
+                // not verify on the others.
+                self.error(
+                    spanned.span(),
+                    "with [state] backend = \"redis\" every replica must sign with the same keys: set `signing_keys`",
+                );
+                return None;
+            }
             None => vec![self.generated_key(data_dir, spanned.span())?],
         };
+        let shared = match state {
+            super::StateBackend::Redis(settings) => Some(settings),
+            super::StateBackend::Embedded => None,
+        };
         let store = match raw.store.as_ref() {
-            None => StoreLocation::Embedded(data_dir.join("token-store.redb")),
-            Some(text) => match self.text(text)?.as_str() {
-                "embedded" => StoreLocation::Embedded(data_dir.join("token-store.redb")),
-                "memory" => StoreLocation::Memory,
-                other => {
+            None => match shared {
+                Some(settings) => StoreLocation::Redis(settings.clone()),
+                None => StoreLocation::Embedded(data_dir.join("token-store.redb")),
+            },
+            Some(text) => match (self.text(text)?.as_str(), shared) {
+                ("embedded", _) => StoreLocation::Embedded(data_dir.join("token-store.redb")),
+                ("memory", _) => StoreLocation::Memory,
+                ("redis", Some(settings)) => StoreLocation::Redis(settings.clone()),
+                ("redis", None) => {
                     self.error(
                         text.span(),
-                        format!("store `{other}` is not \"embedded\" or \"memory\""),
+                        "store \"redis\" needs [state] backend = \"redis\"",
+                    );
+                    StoreLocation::Memory
+                }
+                (other, _) => {
+                    self.error(
+                        text.span(),
+                        format!("store `{other}` is not \"embedded\", \"memory\" or \"redis\""),
                     );
                     StoreLocation::Memory
                 }

@@ -27,6 +27,7 @@ pub mod headers;
 mod policy;
 pub mod quota;
 mod report;
+pub mod shared;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,7 +39,7 @@ use http::HeaderValue;
 pub use consumer::Consumer;
 pub use policy::{PlanPolicies, Policy, PolicyKind};
 
-use crate::config::Config;
+use crate::config::{Config, OnFailure, StateBackend};
 use gcra::RateTable;
 use policy::policy_header;
 use quota::QuotaTable;
@@ -130,6 +131,17 @@ pub struct Limits {
     /// `[consumers] headers`: RateLimit fields on allowed responses.
     pub headers: bool,
     tables: Arc<Tables>,
+    /// With `[state] backend = "redis"`: limits decided in Redis, and what to do without it.
+    shared: Option<(shared::SharedLimits, OnFailure)>,
+}
+
+/// Why the limits did not let a request through.
+#[derive(Debug, Clone)]
+pub enum Denial {
+    /// A limit is used up: 429.
+    Limited(Refusal),
+    /// The shared limits cannot be decided now and `on_failure = "closed"`: 503.
+    Unavailable,
 }
 
 /// A request the limits let through, with what the headers say about it.
@@ -140,7 +152,26 @@ pub struct Grant<'a> {
     items: [Option<(&'a Policy, Standing)>; 3],
 }
 
-impl Grant<'_> {
+impl<'a> Grant<'a> {
+    /// The policies that apply, in their order (the route's rate, the plan's rate, its quota),
+    /// and a grant with nothing taken yet.
+    fn empty(
+        route: Option<&'a Policy>,
+        plan: Option<&'a PlanPolicies>,
+    ) -> ([Option<&'a Policy>; 3], Grant<'a>) {
+        let policies = [
+            route,
+            plan.and_then(|p| p.rate.as_ref()),
+            plan.and_then(|p| p.quota.as_ref()),
+        ];
+        let grant = Grant {
+            route,
+            plan,
+            items: [None; 3],
+        };
+        (policies, grant)
+    }
+
     /// `RateLimit-Policy` and `RateLimit` for the response, when a policy applied.
     pub fn headers(&self) -> Option<(HeaderValue, HeaderValue)> {
         let policies = policy_header(self.route, self.plan)?;
@@ -235,7 +266,16 @@ impl Limits {
             }
         }
         let find = |name: &Option<String>| name.as_ref().and_then(|n| plans.get(n).cloned());
+        let shared = match &config.state {
+            StateBackend::Redis(settings) => {
+                let redis = crate::state::redis::RedisState::shared(settings)
+                    .map_err(|e| format!("shared limits: {e}"))?;
+                Some((shared::SharedLimits::new(redis), settings.on_failure))
+            }
+            StateBackend::Embedded => None,
+        };
         Ok(Limits {
+            shared,
             default_plan: find(&config.consumers.default_plan),
             anonymous_plan: find(&config.consumers.anonymous_plan),
             plan_claim: config.consumers.plan_claim.clone(),
@@ -278,17 +318,8 @@ impl Limits {
         cost: u64,
         now: Now,
     ) -> Result<Grant<'a>, Refusal> {
-        let policies = [
-            route,
-            plan.and_then(|p| p.rate.as_ref()),
-            plan.and_then(|p| p.quota.as_ref()),
-        ];
+        let (policies, mut grant) = Grant::empty(route, plan);
         let hash = consumer.hash();
-        let mut grant = Grant {
-            route,
-            plan,
-            items: [None; 3],
-        };
         for (slot, policy) in policies.iter().enumerate() {
             let Some(policy) = policy else { continue };
             let Some(limiter) = self.limiter(policy) else {
@@ -302,28 +333,69 @@ impl Limits {
                         limiter.release(&taken.key(consumer, hash), cost, now);
                     }
                 }
-                let mut header = Vec::new();
-                headers::push_item(
-                    &mut header,
-                    &policy.quoted,
-                    0,
-                    headers::ceil_seconds(standing.reset_nanos.max(wait)),
-                );
-                return Err(Refusal {
-                    exceeded: match policy.kind {
-                        PolicyKind::Rate(_) => Exceeded::Rate,
-                        PolicyKind::Quota(_) => Exceeded::Quota,
-                    },
-                    policy: policy.name.clone(),
-                    retry_after: headers::ceil_seconds(wait).max(1),
-                    policy_header: policy_header(route, plan)
-                        .unwrap_or_else(|| policy.header.clone()),
-                    header: headers::value(header),
-                });
+                return Err(refusal(policy, standing, wait, route, plan));
             }
             grant.items[slot] = Some((policy, standing));
         }
         Ok(grant)
+    }
+
+    /// [`Limits::check`] for a fleet: with `[state] backend = "redis"` every limit of the request
+    /// is decided in Redis in one round trip, bounded by `[state] timeout`; when Redis cannot
+    /// answer, `on_failure` decides (`local`: [`Limits::check`] in this process, `open`: no limit,
+    /// `closed`: [`Denial::Unavailable`]). Without Redis it is [`Limits::check`].
+    pub async fn decide<'a>(
+        &self,
+        consumer: &Consumer<'_>,
+        plan: Option<&'a PlanPolicies>,
+        route: Option<&'a Policy>,
+        cost: u64,
+        now: Now,
+    ) -> Result<Grant<'a>, Denial> {
+        let Some((shared, on_failure)) = &self.shared else {
+            return self
+                .check(consumer, plan, route, cost, now)
+                .map_err(Denial::Limited);
+        };
+        let (slots, mut grant) = Grant::empty(route, plan);
+        let applied: Vec<(usize, &'a Policy)> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, policy)| policy.map(|p| (slot, p)))
+            .collect();
+        if applied.is_empty() {
+            return Ok(grant);
+        }
+        let policies: Vec<&Policy> = applied.iter().map(|(_, p)| *p).collect();
+        match shared.decide(consumer, &policies, cost, now).await {
+            Ok(shared::Decision::Allowed(standings)) => {
+                for ((slot, policy), standing) in applied.iter().zip(standings) {
+                    grant.items[*slot] = Some((policy, standing));
+                }
+                Ok(grant)
+            }
+            Ok(shared::Decision::Refused { index, standing }) => {
+                let policy = policies[index.min(policies.len() - 1)];
+                let wait = standing.wait_nanos.unwrap_or(1);
+                Err(Denial::Limited(refusal(
+                    policy, standing, wait, route, plan,
+                )))
+            }
+            Err(_) => match on_failure {
+                OnFailure::Local => self
+                    .check(consumer, plan, route, cost, now)
+                    .map_err(Denial::Limited),
+                OnFailure::Open => Ok(grant),
+                OnFailure::Closed => Err(Denial::Unavailable),
+            },
+        }
+    }
+
+    /// With `[state] backend = "redis"`: whether Redis answers now.
+    pub fn state_backend_up(&self) -> Option<bool> {
+        self.shared
+            .as_ref()
+            .map(|(shared, _)| shared.redis().is_up())
     }
 
     /// Writes the quota counters that changed (shutdown, admin resets; else every second).
@@ -341,6 +413,33 @@ impl Limits {
             self.tables.rates.len(),
             self.tables.quotas.get().map_or(0, QuotaTable::len),
         )
+    }
+}
+
+/// The 429 of `policy`, which refused with `standing` (`wait`: nanoseconds until it would not).
+fn refusal(
+    policy: &Policy,
+    standing: Standing,
+    wait: u64,
+    route: Option<&Policy>,
+    plan: Option<&PlanPolicies>,
+) -> Refusal {
+    let mut header = Vec::new();
+    headers::push_item(
+        &mut header,
+        &policy.quoted,
+        0,
+        headers::ceil_seconds(standing.reset_nanos.max(wait)),
+    );
+    Refusal {
+        exceeded: match policy.kind {
+            PolicyKind::Rate(_) => Exceeded::Rate,
+            PolicyKind::Quota(_) => Exceeded::Quota,
+        },
+        policy: policy.name.clone(),
+        retry_after: headers::ceil_seconds(wait).max(1),
+        policy_header: policy_header(route, plan).unwrap_or_else(|| policy.header.clone()),
+        header: headers::value(header),
     }
 }
 

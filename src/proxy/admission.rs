@@ -12,6 +12,7 @@ use super::routes::Route;
 use crate::access_log::Exchange;
 use crate::auth::Identity;
 use crate::error::GatewayError;
+use crate::limits::Denial;
 use crate::runtime::Snapshot;
 
 /// Authenticates and authorizes the caller of `route`, then checks its limits. `None` for a
@@ -64,7 +65,16 @@ pub async fn admit<'s>(
     // Limits come after authentication, so a refused credential costs its owner nothing, and
     // before anything is forwarded, so a refused request never reaches the upstream.
     let method = identity.as_ref().map_or("none", Identity::method);
-    if let Err(refusal) = limit(snapshot, route, identity.as_ref(), client, exchange) {
+    let limited = limit(snapshot, route, identity.as_ref(), client, exchange).await;
+    if let Err(Denial::Unavailable) = limited {
+        // `[state] on_failure = "closed"` and the shared limits cannot be asked.
+        route
+            .metrics
+            .auth_decision(method, "deny", "limits_unavailable");
+        exchange.reason = Some("limits_unavailable");
+        return Err(GatewayError::LimitsUnavailable);
+    }
+    if let Err(Denial::Limited(refusal)) = limited {
         let (reason, limit) = match refusal.exceeded {
             crate::limits::Exceeded::Rate => ("rate_limited", "rate"),
             crate::limits::Exceeded::Quota => ("quota_exceeded", "quota"),
@@ -80,14 +90,15 @@ pub async fn admit<'s>(
     Ok(identity)
 }
 
-/// Checks the consumer's plan and the route's own limit.
-fn limit<'s>(
+/// Checks the consumer's plan and the route's own limit: in this process, or in the fleet's
+/// shared state when `[state] backend = "redis"` (one round trip, bounded by its timeout).
+async fn limit<'s>(
     snapshot: &'s Snapshot,
     route: &'s Route,
     identity: Option<&Identity>,
     client: impl FnOnce() -> IpAddr,
     exchange: &mut Exchange<'s>,
-) -> Result<(), crate::limits::Refusal> {
+) -> Result<(), Denial> {
     let (consumer, plan) = consumer::resolve(snapshot, identity, client);
     if plan.is_none() && route.limit.is_none() {
         return Ok(());
@@ -96,7 +107,8 @@ fn limit<'s>(
     let now = crate::limits::Now::current();
     let grant = snapshot
         .limits
-        .check(&consumer, plan, route.limit.as_ref(), 1, now)?;
+        .decide(&consumer, plan, route.limit.as_ref(), 1, now)
+        .await?;
     if snapshot.limits.headers {
         exchange.rate_limit = grant.headers();
     }

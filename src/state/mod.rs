@@ -3,9 +3,11 @@
 //! batch of changed counters, delete what no longer matters. The limiter decides in memory and
 //! writes behind (see `crate::limits::quota`), so a store is never on the request path.
 //! [`embedded::EmbeddedQuotaStore`] is a redb file in `[state] data_dir`; [`MemoryQuotaStore`]
-//! keeps the rows in a mutex (tests); a store shared by a fleet implements the same trait.
+//! keeps the rows in a mutex (tests). [`redis::RedisState`] is the connection to the Redis a
+//! fleet shares (`[state] backend = "redis"`), with its timeout and circuit breaker.
 
 pub mod embedded;
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

@@ -267,7 +267,15 @@ impl TokenService {
         }
         let limit = &self.settings.login_limit;
         let limiter = &self.state.limiter;
-        if let Err(retry_after) = limiter.check(limit, &login.username, caller.address, now) {
+        let shared = self.state.shared_limiter.as_ref();
+        let allowed = match shared {
+            Some(shared) => shared
+                .check(limit, &login.username, caller.address)
+                .await
+                .map_err(|e| ServiceError::Unavailable(e.0))?,
+            None => limiter.check(limit, &login.username, caller.address, now),
+        };
+        if let Err(retry_after) = allowed {
             tracing::warn!(
                 username = login.username,
                 client = %caller.address,
@@ -286,7 +294,13 @@ impl TokenService {
         let matches = matches.await?;
         match user {
             Some(user) if matches && !user.disabled => {
-                limiter.succeeded(&user.username);
+                match shared {
+                    Some(shared) => shared
+                        .succeeded(&user.username)
+                        .await
+                        .map_err(|e| ServiceError::Unavailable(e.0))?,
+                    None => limiter.succeeded(&user.username),
+                }
                 let grant = Grant {
                     subject: user.subject.clone(),
                     scopes: user.scopes.clone(),
@@ -307,7 +321,13 @@ impl TokenService {
                     reason = why,
                     "login failed"
                 );
-                limiter.failed(limit, &login.username, caller.address, now);
+                match shared {
+                    Some(shared) => shared
+                        .failed(limit, &login.username, caller.address)
+                        .await
+                        .map_err(|e| ServiceError::Unavailable(e.0))?,
+                    None => limiter.failed(limit, &login.username, caller.address, now),
+                }
                 Err(ServiceError::InvalidCredentials)
             }
         }

@@ -16,8 +16,11 @@ mod errors;
 pub mod grants;
 pub mod limiter;
 pub use crate::passwords;
+pub mod redis_store;
 pub(crate) mod requests;
+pub mod revocation_feed;
 pub mod revocations;
+pub mod shared_limiter;
 pub mod store;
 pub use crate::users;
 
@@ -27,6 +30,7 @@ use std::time::Duration;
 use crate::auth::keys::KeySet;
 use crate::auth::unix_now;
 use crate::config::{StoreLocation, TokenServiceSettings};
+use crate::state::redis::RedisState;
 use limiter::LoginLimiter;
 use revocations::Revocations;
 use store::{MemoryStore, TokenStore};
@@ -42,6 +46,8 @@ pub struct ServiceState {
     /// Revoked access tokens, checked at the edge.
     pub revocations: Arc<Revocations>,
     limiter: LoginLimiter,
+    /// With the store on Redis: the login failure counts the fleet shares (instead of `limiter`).
+    shared_limiter: Option<shared_limiter::SharedLoginLimiter>,
     /// Bounds concurrent argon2 runs: each takes tens of MiB and a core for tens of ms.
     hashing: tokio::sync::Semaphore,
     /// Verified against when the username is unknown, so that a wrong username costs what a
@@ -57,11 +63,25 @@ impl ServiceState {
             StoreLocation::Embedded(path) => {
                 Arc::new(embedded::EmbeddedStore::open(path).map_err(|e| e.to_string())?)
             }
+            StoreLocation::Redis(settings) => {
+                let redis = RedisState::shared(settings).map_err(|e| e.to_string())?;
+                Arc::new(redis_store::RedisTokenStore::new(redis))
+            }
         };
         let revocations = Arc::new(Revocations::default());
         let now = unix_now();
-        for (jti, exp) in store.revoked_access(now).map_err(|e| e.to_string())? {
-            revocations.insert(jti, exp);
+        match location {
+            // A fleet's revocations arrive from the shared stream, which loads the set first;
+            // a start never waits for Redis.
+            StoreLocation::Redis(settings) => {
+                let redis = RedisState::shared(settings).map_err(|e| e.to_string())?;
+                revocation_feed::follow(redis, Arc::downgrade(&revocations));
+            }
+            StoreLocation::Embedded(_) | StoreLocation::Memory => {
+                for (jti, exp) in store.revoked_access(now).map_err(|e| e.to_string())? {
+                    revocations.insert(jti, exp);
+                }
+            }
         }
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let state = Arc::new(ServiceState {
@@ -69,6 +89,12 @@ impl ServiceState {
             store,
             revocations,
             limiter: LoginLimiter::default(),
+            shared_limiter: match location {
+                StoreLocation::Redis(settings) => Some(shared_limiter::SharedLoginLimiter::new(
+                    RedisState::shared(settings).map_err(|e| e.to_string())?,
+                )),
+                StoreLocation::Embedded(_) | StoreLocation::Memory => None,
+            },
             hashing: tokio::sync::Semaphore::new(cores),
             dummy_hash: passwords::hash("no user has this password")?,
         });

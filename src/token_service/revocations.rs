@@ -1,6 +1,7 @@
 //! Revoked access tokens, in memory, for the edge: every request with a token from the token
 //! service asks [`Revocations::is_revoked`] (one hash-map probe), on a cache hit too. The
-//! store holds the same entries durably; this set is filled from it at start.
+//! store holds the same entries durably; this set is filled from it at start (and, in a
+//! fleet, kept up to date from the shared stream: `revocation_feed.rs`).
 
 use dashmap::DashMap;
 
@@ -24,6 +25,15 @@ impl Revocations {
     /// Forgets revocations of tokens that have expired anyway.
     pub fn purge(&self, now: i64) {
         self.revoked.retain(|_, expires_at| *expires_at >= now);
+    }
+
+    /// Every revocation still in force at `now`: `(jti, exp)`.
+    pub fn entries(&self, now: i64) -> Vec<(String, i64)> {
+        self.revoked
+            .iter()
+            .filter(|entry| *entry.value() >= now)
+            .map(|entry| (entry.key().clone(), *entry.value()))
+            .collect()
     }
 
     /// How many revocations are remembered.

@@ -8,6 +8,7 @@ pub mod idp;
 pub mod limits;
 pub mod nginx;
 pub mod raw_upstream;
+pub mod redis;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
