@@ -170,6 +170,31 @@ fn a_reuse_within_the_grace_is_refused_without_revoking(store: &dyn TokenStore) 
     assert!(store.revoked_access(0).unwrap().is_empty());
 }
 
+fn only_the_token_the_live_one_replaced_has_the_grace(store: &dyn TokenStore) {
+    started(store);
+    let grace = RotationRules {
+        idle: 100,
+        reuse_grace: 5,
+    };
+    assert!(matches!(
+        rotate_with(store, grace, &[1; 32], &[2; 32], "j", 10),
+        Rotation::Rotated { .. }
+    ));
+    assert!(matches!(
+        rotate_with(store, grace, &[2; 32], &[3; 32], "k", 11),
+        Rotation::Rotated { .. }
+    ));
+    // Token 1 was retired a moment ago, but token 2 replaced it and is retired too: reuse.
+    assert!(matches!(
+        rotate_with(store, grace, &[1; 32], &[4; 32], "l", 12),
+        Rotation::Reused { .. }
+    ));
+    assert_eq!(
+        rotate_once(store, &[3; 32], &[5; 32], "m", 13),
+        Rotation::Refused("the refresh token has been revoked")
+    );
+}
+
 fn revoking_by_refresh_token_kills_the_family(store: &dyn TokenStore) {
     started(store);
     store
@@ -267,6 +292,12 @@ macro_rules! suite {
             fn reuse_grace() {
                 let Some(s) = subject() else { return };
                 a_reuse_within_the_grace_is_refused_without_revoking(s.store.as_ref());
+            }
+
+            #[test]
+            fn reuse_grace_is_for_the_immediate_predecessor_only() {
+                let Some(s) = subject() else { return };
+                only_the_token_the_live_one_replaced_has_the_grace(s.store.as_ref());
             }
 
             #[test]

@@ -99,6 +99,7 @@ pub fn start_family(
             issued_at: now,
             expires_at: family.expires_at.min(now.saturating_add(refresh_idle)),
             retired_at: None,
+            successor: None,
         },
     )
 }
@@ -164,7 +165,16 @@ pub fn rotate(
         return Ok(Rotation::Refused("the refresh token has been revoked"));
     }
     if let Some(retired_at) = record.retired_at {
-        if now.saturating_sub(retired_at) < rules.reuse_grace {
+        // The grace is for a client that lost the answer to its refresh and sends the same
+        // token again: only the token the live one replaced qualifies. One retired before
+        // that is reuse, however recent.
+        let replaced_by_live = match &record.successor {
+            Some(successor) => tx
+                .refresh(successor)?
+                .is_some_and(|next| next.retired_at.is_none()),
+            None => true,
+        };
+        if replaced_by_live && now.saturating_sub(retired_at) < rules.reuse_grace {
             return Ok(Rotation::Refused("the refresh token was already used"));
         }
         let revoked = revoke_family(tx, &record.family, &mut family, now)?;
@@ -181,6 +191,7 @@ pub fn rotate(
         return Ok(refusal);
     }
     record.retired_at = Some(now);
+    record.successor = Some(*next.refresh);
     tx.put_refresh(presented, &record)?;
     tx.put_refresh(
         next.refresh,
@@ -189,6 +200,7 @@ pub fn rotate(
             issued_at: now,
             expires_at: family.expires_at.min(now.saturating_add(rules.idle)),
             retired_at: None,
+            successor: None,
         },
     )?;
     family.access_tokens.retain(|(_, exp)| *exp >= now);

@@ -27,6 +27,10 @@ pub struct RefreshRecord {
     pub expires_at: i64,
     /// Set when a rotation retired it; presenting it again is reuse.
     pub retired_at: Option<i64>,
+    /// The token that rotation issued in its place: only a token whose successor is still
+    /// live has the `reuse_grace`. (Absent in records written before it was kept.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<TokenHash>,
 }
 
 /// What every refresh token of one login shares.
