@@ -8,6 +8,7 @@
 //! references and checks names are unique. It collects every problem rather than stopping at the
 //! first, each as `file:line:col: message`.
 
+mod credentials;
 mod issuers;
 mod plans;
 mod raw;
@@ -32,6 +33,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::api_keys::KeyTable;
 
 pub use crate::diagnostic::{line_and_column, unknown_plan, ConfigErrors, Diagnostic};
+pub use credentials::{CredentialPlace, UpstreamCredential};
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
 pub use plans::{
     parse_quota, parse_rate, ConsumerSettings, Plan, Quota, QuotaWindow, Rate, RateLimit,

@@ -195,6 +195,16 @@ pub struct RawUpstream {
     pub eject_for: Option<Text>,
     pub preserve_host: Option<bool>,
     pub ca: Option<Text>,
+    pub credentials: Option<Spanned<RawCredentials>>,
+}
+
+/// `credentials = { header = "…", value = "…" | value_file = "…" }` or `{ query = "…", value = "…" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawCredentials {
+    pub header: Option<Text>,
+    pub query: Option<Text>,
+    pub value: Option<Text>,
+    pub value_file: Option<Text>,
 }
 
 /// One `[[routes]]` entry.
@@ -215,6 +225,7 @@ pub struct RawRoute {
     pub forward_credentials: Option<bool>,
     pub rate: Option<Text>,
     pub burst: Option<Spanned<i64>>,
+    pub usage: Option<Text>,
 }
 
 /// One `[[issuers]]` entry.

@@ -290,6 +290,7 @@ impl Validator<'_> {
                     eject_for: Duration::from_secs(10),
                     preserve_host: true,
                     ca: Vec::new(),
+                    credential: None,
                 });
             return Some(RouteTarget::Upstream(value));
         }

@@ -10,6 +10,7 @@ pub mod headers;
 pub mod routes;
 pub mod upgrade;
 pub mod upstream;
+pub mod upstream_credentials;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -315,6 +316,12 @@ async fn forward<'s>(
             .get(name)
             .ok_or(GatewayError::UpstreamUnreachable)?,
     };
+
+    // The upstream's own credential replaces the client's last, after identity went in, so
+    // nothing a client sends can stand in for it or remove it.
+    if let Some(credential) = &upstream.settings().credential {
+        upstream_credentials::apply(&mut request, credential)?;
+    }
 
     // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
     *request.version_mut() = Version::HTTP_11;

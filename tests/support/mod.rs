@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod idp;
 pub mod limits;
+pub mod provider;
 pub mod raw_upstream;
 pub mod upstream;
 
