@@ -10,6 +10,7 @@
 
 mod credentials;
 mod issuers;
+mod metering;
 mod plans;
 mod raw;
 mod routes;
@@ -35,6 +36,7 @@ use crate::api_keys::KeyTable;
 pub use crate::diagnostic::{line_and_column, unknown_plan, ConfigErrors, Diagnostic};
 pub use credentials::{CredentialPlace, UpstreamCredential};
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
+pub use metering::{ModelPrice, PricingSettings, UsageFormat};
 pub use plans::{
     parse_quota, parse_rate, ConsumerSettings, Plan, Quota, QuotaWindow, Rate, RateLimit,
     DEFAULT_DATA_DIR,
@@ -100,6 +102,8 @@ pub struct Config {
     pub consumers: ConsumerSettings,
     /// `[state] data_dir`: where every file the gateway writes lives (quotas, token store).
     pub data_dir: PathBuf,
+    /// `[pricing]`: what metered usage costs.
+    pub pricing: PricingSettings,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -468,6 +472,7 @@ impl Validator<'_> {
         let plans = self.plans(&raw.plans);
         let consumers = self.consumers(&raw, &plans);
         let data_dir = self.data_dir(&raw);
+        let pricing = self.pricing(raw.pricing.as_ref());
         let token_service = raw
             .token_service
             .as_ref()
@@ -528,6 +533,7 @@ impl Validator<'_> {
             plans,
             consumers,
             data_dir,
+            pricing,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {

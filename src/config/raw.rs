@@ -34,6 +34,25 @@ pub struct RawConfig {
     pub plans: BTreeMap<String, Spanned<RawPlan>>,
     pub consumers: Option<Spanned<RawConsumers>>,
     pub state: Option<Spanned<RawState>>,
+    pub pricing: Option<Spanned<RawPricing>>,
+}
+
+/// `[pricing]`.
+#[derive(Debug, Deserialize)]
+pub struct RawPricing {
+    pub file: Option<Text>,
+    #[serde(default)]
+    pub models: BTreeMap<String, Spanned<RawModelPrice>>,
+    pub max_output_tokens: Option<Spanned<i64>>,
+}
+
+/// `[pricing.models."NAME"]`: USD per million tokens.
+#[derive(Debug, Deserialize)]
+pub struct RawModelPrice {
+    pub input_per_million: Option<Spanned<f64>>,
+    pub output_per_million: Option<Spanned<f64>>,
+    pub cached_input_per_million: Option<Spanned<f64>>,
+    pub cache_creation_per_million: Option<Spanned<f64>>,
 }
 
 /// One `[plans.NAME]`.
@@ -43,6 +62,8 @@ pub struct RawPlan {
     pub rate: Option<Text>,
     pub burst: Option<Spanned<i64>>,
     pub quota: Option<Text>,
+    pub tokens: Option<Text>,
+    pub budget: Option<Text>,
 }
 
 /// `[consumers]`.

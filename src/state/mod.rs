@@ -4,8 +4,11 @@
 //! writes behind (see `crate::limits::quota`), so a store is never on the request path.
 //! [`embedded::EmbeddedQuotaStore`] is a redb file in `[state] data_dir`; [`MemoryQuotaStore`]
 //! keeps the rows in a mutex (tests); a store shared by a fleet implements the same trait.
+//! [`usage::UsageStore`] is the same for metering: usage records, daily totals, token and
+//! budget counters.
 
 pub mod embedded;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
