@@ -137,10 +137,9 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn pricing(&mut self, raw: Option<&toml::Spanned<RawPricing>>) -> PricingSettings {
+    pub(super) fn pricing(&mut self, raw: Option<&RawPricing>) -> PricingSettings {
         let mut settings = PricingSettings::default();
-        let Some(raw) = raw else { return settings };
-        let pricing = raw.get_ref();
+        let Some(pricing) = raw else { return settings };
         if let Some(text) = &pricing.file {
             if let Some(path) = self.path(text) {
                 match std::fs::read(&path)

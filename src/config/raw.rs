@@ -34,7 +34,8 @@ pub struct RawConfig {
     pub plans: BTreeMap<String, Spanned<RawPlan>>,
     pub consumers: Option<Spanned<RawConsumers>>,
     pub state: Option<Spanned<RawState>>,
-    pub pricing: Option<Spanned<RawPricing>>,
+    /// Not spanned: `[pricing.models."m"]` alone makes `[pricing]` a table without a place.
+    pub pricing: Option<RawPricing>,
 }
 
 /// `[pricing]`.

@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod pricing;
+pub mod report;
 pub mod request;
 pub mod sse;
 pub mod usage;

@@ -11,7 +11,7 @@
 //!
 //! Every SSE event is written in three pieces (its line split mid-JSON, then the line end,
 //! then the blank line), each flushed on its own, so a reader sees lines cut across TCP reads.
-//! The model `cut` makes a stream stop after three deltas with the connection dropped.
+//! The model `cut` makes a stream stop after its third text delta, the connection dropped.
 //! Usage figures: prompt/input [`INPUT`] (of which [`CACHED`] from cache), output = the request's
 //! `max_tokens` (default 5) — one delta per output token.
 
@@ -219,17 +219,19 @@ fn json_response(value: Value) -> Response<ProviderBody> {
 }
 
 /// An SSE response whose events are written piece by piece; `cut` drops the connection after
-/// the first three events.
+/// the third event carrying generated text (`tokN `).
 fn sse(events: Vec<(Option<&'static str>, String)>, cut: bool) -> Response<ProviderBody> {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
     tokio::spawn(async move {
-        for (n, (event, data)) in events.into_iter().enumerate() {
-            if cut && n == 3 {
+        let mut deltas = 0;
+        for (event, data) in events {
+            if cut && deltas == 3 {
                 let _ = sender
                     .send(Err(std::io::Error::other("the provider went away")))
                     .await;
                 return;
             }
+            deltas += usize::from(data.contains("\"tok"));
             let mut line = String::new();
             if let Some(event) = event {
                 line.push_str(&format!("event: {event}\n"));
