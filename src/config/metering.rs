@@ -108,7 +108,7 @@ fn parse_usd(text: &str) -> Option<u64> {
 /// USD per token (LiteLLM) or per million tokens (inline) → micro-USD per million tokens.
 fn per_million_micro(usd: f64, tokens_per_unit: f64) -> Option<u64> {
     let value = (usd * 1e12 / tokens_per_unit).round();
-    (value.is_finite() && value >= 0.0 && value < 1e18).then_some(value as u64)
+    (0.0..1e18).contains(&value).then_some(value as u64)
 }
 
 /// One entry of LiteLLM's `model_prices_and_context_window.json`; other fields are ignored.

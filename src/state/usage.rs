@@ -426,7 +426,7 @@ mod tests {
                     record(day + 5, "api_key:a", "m", 10),
                     record(day + 6, "api_key:a", "m", 20),
                 ],
-                &[counter.clone()],
+                std::slice::from_ref(&counter),
             )
             .unwrap();
         store
