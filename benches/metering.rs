@@ -16,9 +16,9 @@ fn pieces(event: &str) -> Vec<Bytes> {
     for i in 0..EVENTS {
         let text = event.replace("{i}", &i.to_string());
         let third = text.len() / 3;
-        out.push(Bytes::copy_from_slice(text[..third].as_bytes()));
-        out.push(Bytes::copy_from_slice(text[third..2 * third].as_bytes()));
-        out.push(Bytes::copy_from_slice(text[2 * third..].as_bytes()));
+        out.push(Bytes::copy_from_slice(&text.as_bytes()[..third]));
+        out.push(Bytes::copy_from_slice(&text.as_bytes()[third..2 * third]));
+        out.push(Bytes::copy_from_slice(&text.as_bytes()[2 * third..]));
     }
     out
 }
