@@ -18,6 +18,7 @@ use support::provider::{self, CACHED, CACHE_CREATION, INPUT};
 use support::{get, http1_client, start_gateway_in, GatewayProcess};
 
 fn config(provider: &str, data_dir: &str, plans: &str) -> String {
+    let down = support::closed_port();
     format!(
         r#"[server]
 http = "127.0.0.1:0"
@@ -46,6 +47,16 @@ output_per_million = 2.0
 cached_input_per_million = 0.5
 
 {plans}
+
+[upstreams.down]
+targets = ["http://{down}"]
+
+[[routes]]
+id = "down"
+path = "/down"
+upstream = "down"
+usage = "openai"
+auth = ["api_key"]
 
 [[routes]]
 id = "anthropic"
@@ -393,6 +404,34 @@ async fn twenty_concurrent_requests_never_get_past_a_budget_for_ten() {
         assert!(tokens <= 220 || who == "dave", "{tokens}");
         assert!(usage["total"]["cost_micro_usd"].as_u64().unwrap() <= 250 || who == "carol");
     }
+}
+
+#[tokio::test]
+async fn a_request_the_upstream_never_answers_gives_its_reservation_back() {
+    let provider = provider::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let frank = new_key("frank", Some("tokens"));
+    write_keys(dir.path(), &[&frank.entry]);
+    let state = dir.path().join("state");
+    // Each request reserves 5 output + its input estimate (about 15): 100 tokens hold 5 at once.
+    let plans = "[plans.tokens]\ntokens = \"100/day\"\n";
+    let gateway = start_gateway_in(
+        dir,
+        &config(&provider.url(), state.to_str().unwrap(), plans),
+    )
+    .await;
+    let body =
+        json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    for _ in 0..12 {
+        let reply = post(&gateway.url("/down/chat/completions"), &frank.key, &body).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+    }
+    let reply = post(&gateway.url("/v1/chat/completions"), &frank.key, &body).await;
+    assert_eq!(
+        reply.status, 200,
+        "failed requests kept their reservations: {}",
+        reply.body
+    );
 }
 
 #[test]

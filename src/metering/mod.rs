@@ -208,6 +208,18 @@ impl Meter {
         Ok(reservation)
     }
 
+    /// Gives `reservation` back unused: the request never reached a response (the upstream
+    /// failed, the gateway refused it after reserving).
+    pub fn release(&self, reservation: Reservation) {
+        let Some(shared) = &self.shared else { return };
+        let mut counters = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, consumer, _, amount) in reservation.held {
+            if let Some(counter) = counters.get_mut(&(name, consumer)) {
+                counter.reserved = counter.reserved.saturating_sub(amount);
+            }
+        }
+    }
+
     /// Replaces `reservation` with what the response used, records it and counts it.
     pub fn settle(
         &self,

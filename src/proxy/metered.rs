@@ -17,14 +17,23 @@ use crate::metering::usage::UsageReader;
 use crate::metering::{Meter, Reservation, Settlement};
 use crate::Body;
 
-/// A metered request in flight: what settles its usage when the response ends.
+/// A metered request in flight: what settles its usage when the response ends. Dropped
+/// without a response (the upstream failed), it gives its reservation back.
 #[derive(Debug)]
 pub struct Metering {
     meter: Meter,
     format: UsageFormat,
     facts: RequestFacts,
-    reservation: Reservation,
+    reservation: Option<Reservation>,
     settlement: Settlement,
+}
+
+impl Drop for Metering {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.reservation.take() {
+            self.meter.release(reservation);
+        }
+    }
 }
 
 /// Who the request counts against.
@@ -98,7 +107,7 @@ pub async fn prepare(
         meter: meter.clone(),
         format,
         facts,
-        reservation,
+        reservation: Some(reservation),
         settlement,
     };
     Ok((
@@ -108,7 +117,7 @@ pub async fn prepare(
 }
 
 /// Wraps the upstream's response body so its usage settles `metering` as it streams.
-pub fn wrap(response: Response<Incoming>, metering: Metering) -> Response<Body> {
+pub fn wrap(response: Response<Incoming>, mut metering: Metering) -> Response<Body> {
     let event_stream = response
         .headers()
         .get(CONTENT_TYPE)
@@ -119,12 +128,12 @@ pub fn wrap(response: Response<Incoming>, metering: Metering) -> Response<Body> 
                 .starts_with("text/event-stream")
         });
     let (mut parts, body) = response.into_parts();
-    let mut settlement = metering.settlement;
+    let mut settlement = metering.settlement.clone();
     settlement.status = parts.status.as_u16();
     let body = MeteredBody::new(
         body,
-        metering.meter,
-        metering.reservation,
+        metering.meter.clone(),
+        metering.reservation.take().unwrap_or_default(),
         settlement,
         UsageReader::new(metering.format),
         event_stream,
