@@ -180,6 +180,11 @@ async fn usage_is_counted_exactly_for_every_format_and_the_added_chunk_is_remove
         6 + 1,
         "six deltas and [DONE]"
     );
+    // Usage is read from the bytes: the provider is asked not to compress them.
+    assert_eq!(
+        provider.received()[0].headers["accept-encoding"],
+        "identity"
+    );
     let forwarded = &provider.received()[1].body;
     assert_eq!(forwarded["stream_options"]["include_usage"], true);
     // 3. A stream whose client asked: the chunk is theirs.

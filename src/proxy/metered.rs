@@ -2,9 +2,10 @@
 //! `max_body`) to learn the model and the output cap, the worst case is reserved against the
 //! consumer's plan before anything is forwarded, and the response body is wrapped so its usage
 //! is settled as it streams. Requests without a JSON body (`GET /v1/models`) are not metered.
+//! A metered request asks for an uncompressed answer (`Accept-Encoding: identity`).
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -95,6 +96,10 @@ pub async fn prepare(
     parts
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    // Usage is read from the bytes as they pass: a compressed answer would hide it.
+    parts
+        .headers
+        .insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
     let settlement = Settlement {
         consumer: account.consumer,
         route: account.route,
