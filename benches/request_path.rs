@@ -38,6 +38,7 @@ fn thousand_routes() -> RouteTable {
             auth: AuthRequirement::default(),
             forward_credentials: false,
             limit: None,
+            usage: None,
         })
         .collect();
     RouteTable::new(routes)

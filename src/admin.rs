@@ -1,7 +1,8 @@
 //! The admin listener: `/healthz` (the process is alive), `/readyz` (it serves traffic),
 //! `/metrics` (Prometheus text), `GET /consumers/{id}` (a consumer's plan and what is left of
 //! its limits), `DELETE /consumers/{id}/quota` (starts its quota afresh, for support desks)
-//! and, with a signed identity assertion, `/.well-known/jwks.json`.
+//! `GET /usage`, `/usage.csv` and `/usage/records` (metered usage, see
+//! `crate::metering::report`) and, with a signed identity assertion, `/.well-known/jwks.json`.
 //! It is a separate listener, so nothing here is ever reachable through a route.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -80,13 +81,16 @@ pub fn handle<B>(
             let jwks = crate::assertion::jwks(snapshot.config.identity.assertion.as_ref());
             return json_response(StatusCode::OK, jwks.to_string());
         }
+        (&Method::GET | &Method::HEAD, path @ ("/usage" | "/usage.csv" | "/usage/records")) => {
+            return usage(path, request.uri().query(), snapshot);
+        }
         (method, path) if path.starts_with("/consumers/") => {
             return consumers(method, &path["/consumers/".len()..], snapshot);
         }
         _ => {
             let body = serde_json::json!({
                 "error": "not_found",
-                "error_description": "the admin listener serves /healthz, /readyz and /metrics",
+                "error_description": "the admin listener serves /healthz, /readyz, /metrics, /consumers/{id} and /usage",
                 "request_id": crate::proxy::new_request_id(),
             });
             return json_response(StatusCode::NOT_FOUND, body.to_string());
@@ -125,6 +129,47 @@ fn consumers(method: &Method, rest: &str, snapshot: &Snapshot) -> Response<Body>
             r#"{"error":"method_not_allowed"}"#.into(),
         ),
     }
+}
+
+/// `GET /usage`, `/usage.csv`, `/usage/records` (see `crate::metering::report`).
+fn usage(path: &str, query: Option<&str>, snapshot: &Snapshot) -> Response<Body> {
+    use crate::metering::report;
+    let today = crate::state::usage::day_of(crate::auth::unix_now());
+    let query = match report::parse_query(query, today) {
+        Ok(query) => query,
+        Err(description) => {
+            let body = serde_json::json!({
+                "error": "invalid_request",
+                "error_description": description,
+                "request_id": crate::proxy::new_request_id(),
+            });
+            return json_response(StatusCode::BAD_REQUEST, body.to_string());
+        }
+    };
+    let meter = &snapshot.meter;
+    let answer = match path {
+        "/usage.csv" => report::usage_csv(meter, &query).map(|csv| {
+            let mut response = Response::new(full_body(csv));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8; header=present"),
+            );
+            response
+        }),
+        "/usage/records" => report::records_json(meter, &query)
+            .map(|json| json_response(StatusCode::OK, json.to_string())),
+        _ => report::usage_json(meter, &query)
+            .map(|json| json_response(StatusCode::OK, json.to_string())),
+    };
+    answer.unwrap_or_else(|error| {
+        tracing::error!(%error, "usage store not readable");
+        let body = serde_json::json!({
+            "error": "store_unavailable",
+            "error_description": "the usage store cannot be read; see the gateway's log",
+            "request_id": crate::proxy::new_request_id(),
+        });
+        json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+    })
 }
 
 fn json_response(status: StatusCode, body: String) -> Response<Body> {

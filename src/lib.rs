@@ -54,6 +54,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod key_material;
 pub mod limits;
+pub mod metering;
 pub mod metrics;
 pub mod outbound;
 pub mod passwords;

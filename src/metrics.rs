@@ -33,6 +33,12 @@ pub const TOKEN_CACHE: &str = "authgate_token_cache_total";
 /// Requests refused by a limit: `{route, plan, limit}`, limit = rate | quota, plan = the
 /// consumer's plan or `-` (a route's own limit, no plan).
 pub const RATE_LIMITED: &str = "authgate_rate_limited_total";
+/// Metered tokens: `{route, model, kind}`, kind = input | output | cached.
+pub const USAGE_TOKENS: &str = "authgate_usage_tokens_total";
+/// Metered cost in USD: `{route, model}` (counted in micro-USD, exported as USD).
+pub const USAGE_COST: &str = "authgate_usage_cost_usd_total";
+/// Metered responses whose usage is an estimate (the provider never reported it): `{route}`.
+pub const USAGE_ESTIMATED: &str = "authgate_usage_estimated_total";
 /// Token-service requests: `{endpoint, result}`, result = ok or an RFC 6749 error code.
 pub const TOKEN_SERVICE: &str = "authgate_token_service_requests_total";
 
@@ -288,4 +294,30 @@ pub fn state_backend_error(operation: &'static str) {
 /// Records how long a revocation took to reach this replica.
 pub fn revocation_lag(lag: Duration) {
     metrics::histogram!(REVOCATION_LAG).record(lag.as_secs_f64());
+}
+
+/// Counts one metered response's usage. The model label is the provider's model name (cut to
+/// 100 characters), a set the provider bounds.
+pub fn usage(
+    route: &SharedString,
+    model: &str,
+    input: u64,
+    output: u64,
+    cached: u64,
+    cost_micro_usd: u64,
+    estimated: bool,
+) {
+    let model = SharedString::from(model.to_string());
+    for (kind, tokens) in [("input", input), ("output", output), ("cached", cached)] {
+        metrics::counter!(USAGE_TOKENS, "route" => route.clone(), "model" => model.clone(), "kind" => kind)
+            .increment(tokens);
+    }
+    // The `metrics` facade counts in integers only; USD needs a fraction, so this one is a
+    // gauge that only ever goes up (exported with `# TYPE … gauge`).
+    #[allow(clippy::cast_precision_loss)]
+    let usd = cost_micro_usd as f64 / 1e6;
+    metrics::gauge!(USAGE_COST, "route" => route.clone(), "model" => model).increment(usd);
+    if estimated {
+        metrics::counter!(USAGE_ESTIMATED, "route" => route.clone()).increment(1);
+    }
 }

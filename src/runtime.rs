@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub token_service: Option<TokenService>,
     /// Plans and route limits; their state is shared with the snapshots before and after.
     pub limits: Limits,
+    /// Usage metering; its counters and store are shared with the snapshots before and after.
+    pub meter: crate::metering::Meter,
 }
 
 impl Snapshot {
@@ -43,6 +45,7 @@ impl Snapshot {
     /// cannot be opened.
     pub fn new(config: Config, previous: Option<&Snapshot>) -> Result<Self, String> {
         let limits = Limits::new(&config, previous.map(|p| &p.limits))?;
+        let meter = crate::metering::Meter::new(&config, previous.map(|p| &p.meter))?;
         let token_service = match &config.token_service {
             Some(settings) => Some(TokenService::new(
                 settings.clone(),
@@ -80,6 +83,7 @@ impl Snapshot {
             upstreams,
             token_service,
             limits,
+            meter,
             config: Arc::new(config),
         })
     }

@@ -351,7 +351,7 @@ impl Validator<'_> {
     }
 }
 
-fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
+pub(super) fn trim_newline(mut bytes: Vec<u8>) -> Vec<u8> {
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }

@@ -8,8 +8,10 @@
 //! references and checks names are unique. It collects every problem rather than stopping at the
 //! first, each as `file:line:col: message`.
 
+mod credentials;
 mod forward_auth;
 mod issuers;
+mod metering;
 mod plans;
 mod raw;
 mod routes;
@@ -34,8 +36,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use crate::api_keys::KeyTable;
 
 pub use crate::diagnostic::{line_and_column, unknown_plan, ConfigErrors, Diagnostic};
+pub use credentials::{CredentialPlace, UpstreamCredential};
 pub use forward_auth::ForwardAuthSettings;
 pub use issuers::{IssuerSettings, KeySource, RemoteLocation, RemoteSettings, SigningKey};
+pub use metering::{ModelPrice, PricingSettings, UsageFormat};
 pub use plans::{
     parse_quota, parse_rate, ConsumerSettings, Plan, Quota, QuotaWindow, Rate, RateLimit,
     DEFAULT_DATA_DIR,
@@ -109,6 +113,8 @@ pub struct Config {
     pub forward_auth: Option<ForwardAuthSettings>,
     /// `[state] backend`: where the state a fleet shares is kept.
     pub state: StateBackend,
+    /// `[pricing]`: what metered usage costs.
+    pub pricing: PricingSettings,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -478,6 +484,7 @@ impl Validator<'_> {
         let consumers = self.consumers(&raw, &plans);
         let data_dir = self.data_dir(&raw);
         let state = self.state_backend(raw.state.as_ref().map(|s| s.get_ref()));
+        let pricing = self.pricing(raw.pricing.as_ref());
         let token_service = raw
             .token_service
             .as_ref()
@@ -555,6 +562,7 @@ impl Validator<'_> {
             data_dir,
             forward_auth,
             state,
+            pricing,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {

@@ -65,6 +65,10 @@ pub struct Plan {
     pub rate: Option<RateLimit>,
     /// Its quota, if any.
     pub quota: Option<Quota>,
+    /// Input + output tokens per window (metered routes), if limited.
+    pub tokens: Option<Quota>,
+    /// Micro-USD per window (metered routes), if limited.
+    pub budget: Option<Quota>,
 }
 
 /// `[consumers]`: which plan a caller without one of its own is on.
@@ -173,12 +177,26 @@ impl Validator<'_> {
                     .map_err(|message| self.error(text.span(), message))
                     .ok()
             });
+            let tokens = plan.tokens.as_ref().and_then(|text| {
+                let value = self.text(text)?;
+                super::metering::parse_tokens(&value)
+                    .map_err(|message| self.error(text.span(), message))
+                    .ok()
+            });
+            let budget = plan.budget.as_ref().and_then(|text| {
+                let value = self.text(text)?;
+                super::metering::parse_budget(&value)
+                    .map_err(|message| self.error(text.span(), message))
+                    .ok()
+            });
             plans.insert(
                 name.clone(),
                 Plan {
                     name: name.clone(),
                     rate,
                     quota,
+                    tokens,
+                    budget,
                 },
             );
         }

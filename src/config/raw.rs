@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub consumers: Option<Spanned<RawConsumers>>,
     pub state: Option<Spanned<RawState>>,
     pub forward_auth: Option<Spanned<RawForwardAuth>>,
+    /// Not spanned: `[pricing.models."m"]` alone makes `[pricing]` a table without a place.
+    pub pricing: Option<RawPricing>,
 }
 
 /// `[forward_auth]`.
@@ -45,6 +47,24 @@ pub struct RawForwardAuth {
     pub deny_status: Option<Spanned<i64>>,
 }
 
+/// `[pricing]`.
+#[derive(Debug, Deserialize)]
+pub struct RawPricing {
+    pub file: Option<Text>,
+    #[serde(default)]
+    pub models: BTreeMap<String, Spanned<RawModelPrice>>,
+    pub max_output_tokens: Option<Spanned<i64>>,
+}
+
+/// `[pricing.models."NAME"]`: USD per million tokens.
+#[derive(Debug, Deserialize)]
+pub struct RawModelPrice {
+    pub input_per_million: Option<Spanned<f64>>,
+    pub output_per_million: Option<Spanned<f64>>,
+    pub cached_input_per_million: Option<Spanned<f64>>,
+    pub cache_creation_per_million: Option<Spanned<f64>>,
+}
+
 /// One `[plans.NAME]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +72,8 @@ pub struct RawPlan {
     pub rate: Option<Text>,
     pub burst: Option<Spanned<i64>>,
     pub quota: Option<Text>,
+    pub tokens: Option<Text>,
+    pub budget: Option<Text>,
 }
 
 /// `[consumers]`.
@@ -208,6 +230,16 @@ pub struct RawUpstream {
     pub eject_for: Option<Text>,
     pub preserve_host: Option<bool>,
     pub ca: Option<Text>,
+    pub credentials: Option<Spanned<RawCredentials>>,
+}
+
+/// `credentials = { header = "…", value = "…" | value_file = "…" }` or `{ query = "…", value = "…" }`.
+#[derive(Debug, Deserialize)]
+pub struct RawCredentials {
+    pub header: Option<Text>,
+    pub query: Option<Text>,
+    pub value: Option<Text>,
+    pub value_file: Option<Text>,
 }
 
 /// One `[[routes]]` entry.
@@ -228,6 +260,7 @@ pub struct RawRoute {
     pub forward_credentials: Option<bool>,
     pub rate: Option<Text>,
     pub burst: Option<Spanned<i64>>,
+    pub usage: Option<Text>,
 }
 
 /// One `[[issuers]]` entry.

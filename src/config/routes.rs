@@ -55,6 +55,8 @@ pub struct RouteSettings {
     pub forward_credentials: bool,
     /// The route's own rate limit, per consumer.
     pub limit: Option<RateLimit>,
+    /// `usage`: the provider format token usage is read from, when the route is metered.
+    pub usage: Option<super::UsageFormat>,
 }
 
 /// The credentials a protected route accepts and what they must grant.
@@ -117,6 +119,10 @@ impl Validator<'_> {
             let public = route.public.unwrap_or(false);
             let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
             let limit = self.rate_limit(route.rate.as_ref(), route.burst.as_ref());
+            let usage = route
+                .usage
+                .as_ref()
+                .and_then(|text| self.usage_format(text));
             if let Some(target) = target {
                 routes.push(RouteSettings {
                     label: std::sync::Arc::<str>::from(id.as_str()).into(),
@@ -129,6 +135,7 @@ impl Validator<'_> {
                     auth,
                     forward_credentials: route.forward_credentials.unwrap_or(forward_credentials),
                     limit,
+                    usage,
                 });
             }
         }
@@ -296,6 +303,7 @@ impl Validator<'_> {
                     eject_for: Duration::from_secs(10),
                     preserve_host: true,
                     ca: Vec::new(),
+                    credential: None,
                 });
             return Some(RouteTarget::Upstream(value));
         }

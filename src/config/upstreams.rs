@@ -7,6 +7,7 @@ use http::uri::{Authority, Scheme};
 use http::Uri;
 use rustls_pki_types::CertificateDer;
 
+use super::credentials::UpstreamCredential;
 use super::raw::{self, Text};
 use super::Validator;
 
@@ -27,6 +28,8 @@ pub struct UpstreamSettings {
     pub preserve_host: bool,
     /// Extra trust anchors for https targets, beyond the system's.
     pub ca: Vec<CertificateDer<'static>>,
+    /// The upstream's own credential, set in place of the client's.
+    pub credential: Option<UpstreamCredential>,
 }
 
 /// One upstream target: `http://host:port` or `https://host:port`.
@@ -65,6 +68,10 @@ impl Validator<'_> {
             None => Vec::new(),
             Some(text) => self.ca_file(text)?,
         };
+        let credential = match &upstream.credentials {
+            None => None,
+            Some(raw) => Some(self.upstream_credential(name, raw)?),
+        };
         (targets.len() == upstream.targets.len()).then(|| UpstreamSettings {
             name: name.to_string(),
             targets,
@@ -74,6 +81,7 @@ impl Validator<'_> {
             eject_for: self.duration(upstream.eject_for.as_ref(), Duration::from_secs(10)),
             preserve_host: upstream.preserve_host.unwrap_or(true),
             ca,
+            credential,
         })
     }
 

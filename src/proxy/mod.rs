@@ -9,9 +9,11 @@ pub mod consumer;
 pub mod echo;
 pub mod forward_auth;
 pub mod headers;
+pub mod metered;
 pub mod routes;
 pub mod upgrade;
 pub mod upstream;
+pub mod upstream_credentials;
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -299,13 +301,54 @@ async fn forward<'s>(
             .ok_or(GatewayError::UpstreamUnreachable)?,
     };
 
+    // The upstream's own credential replaces the client's last, after identity went in, so
+    // nothing a client sends can stand in for it or remove it.
+    if let Some(credential) = &upstream.settings().credential {
+        upstream_credentials::apply(&mut request, credential)?;
+    }
+
     // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
     *request.version_mut() = Version::HTTP_11;
-    // A body that breaks on the client's side is the client's fault, not the upstream's.
-    let request = request.map(|body| {
-        let body = body.map_err(crate::error::ClientBodyError);
-        Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed()
-    });
+    // A metered route reserves the request's worst case against the consumer's tokens and
+    // budget last, when nothing else can refuse it, and before the upstream is called.
+    let (request, metering) = match route.usage {
+        Some(format) => {
+            let (consumer, plan) = consumer::resolve(snapshot, identity.as_ref(), || {
+                headers::client_address(
+                    request.headers(),
+                    conn.peer.ip(),
+                    &snapshot.config.server.trusted_proxies,
+                )
+            });
+            let account = metered::Account {
+                consumer: consumer.to_string(),
+                plan: plan.map(|p| &*p.label),
+                route: route.label.clone(),
+                request_id: request_id.to_str().unwrap_or_default(),
+            };
+            metered::prepare(&snapshot.meter, format, account, request, max_body)
+                .await
+                .inspect_err(|error| {
+                    if let GatewayError::Limited(refusal) = error {
+                        let limit = if refusal.policy.ends_with("-budget") {
+                            "budget"
+                        } else {
+                            "tokens"
+                        };
+                        crate::metrics::rate_limited(&route.label, exchange.plan.as_ref(), limit);
+                        exchange.reason = Some("quota_exceeded");
+                    }
+                })?
+        }
+        // A body that breaks on the client's side is the client's fault, not the upstream's.
+        None => (
+            request.map(|body| {
+                let body = body.map_err(crate::error::ClientBodyError);
+                Limited::new(body, usize::try_from(max_body).unwrap_or(usize::MAX)).boxed()
+            }),
+            None,
+        ),
+    };
     if exchange.logged {
         exchange.upstream = Some(upstream.settings().name.clone());
     }
@@ -336,6 +379,9 @@ async fn forward<'s>(
         }
         _ if switching => return Err(GatewayError::UpstreamFailed),
         _ => headers::remove_hop_by_hop(response.headers_mut(), false),
+    }
+    if let Some(metering) = metering {
+        return Ok(metered::wrap(response, metering));
     }
     Ok(response.map(|body| body.map_err(Into::into).boxed()))
 }

@@ -231,6 +231,7 @@ mod tests {
             auth: AuthRequirement::default(),
             forward_credentials: false,
             limit: None,
+            usage: None,
         }
     }
 

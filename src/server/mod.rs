@@ -215,6 +215,7 @@ impl RunningGateway {
         }
         // Quota counters are written behind; what the last second counted lands now.
         self.runtime.load().limits.flush();
+        self.runtime.load().meter.flush();
         drained
     }
 }

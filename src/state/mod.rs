@@ -5,9 +5,12 @@
 //! [`embedded::EmbeddedQuotaStore`] is a redb file in `[state] data_dir`; [`MemoryQuotaStore`]
 //! keeps the rows in a mutex (tests). [`redis::RedisState`] is the connection to the Redis a
 //! fleet shares (`[state] backend = "redis"`), with its timeout and circuit breaker.
+//! [`usage::UsageStore`] is the same for metering: usage records, daily totals, token and
+//! budget counters.
 
 pub mod embedded;
 pub mod redis;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
