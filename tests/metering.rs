@@ -493,3 +493,78 @@ fn budgets_and_records_survive_a_restart_of_the_binary() {
     );
     assert!(data.path().join("usage.redb").exists());
 }
+
+/// Whether every reservation in the fleet's budget counters has settled.
+fn fleet_holds_nothing(redis: &support::redis::RedisServer) -> bool {
+    let keys = redis.command(&["--scan", "--pattern", "{authgate-budget:*"]);
+    keys.lines()
+        .filter(|key| !key.trim().is_empty())
+        .all(|key| !redis.command(&["HKEYS", key.trim()]).contains("r:"))
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_one_budget() {
+    if !support::redis::available() {
+        eprintln!("skipped: redis-server is not installed here (.ci/run installs it)");
+        return;
+    }
+    let redis = support::redis::RedisServer::start();
+    let provider = provider::start().await;
+    let erin = new_key("erin", Some("tokens"));
+    let plans = "[plans.tokens]\ntokens = \"220/day\"\n";
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        write_keys(dir.path(), &[&erin.entry]);
+        let state = dir.path().join("state");
+        let toml = config(&provider.url(), state.to_str().unwrap(), plans).replace(
+            "[state]\n",
+            &format!(
+                "[state]\nbackend = \"redis\"\nurl = \"{}\"\ntimeout = \"500ms\"\non_failure = \"closed\"\n",
+                redis.url()
+            ),
+        );
+        replicas.push(start_gateway_in(dir, &toml).await);
+    }
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|g| g.url("/v1/chat/completions"))
+        .collect();
+    let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "a question of some eighty characters, long enough to be a prompt"}]});
+
+    // 20 at once, half on each replica: each replica alone would let 5 through, and both
+    // together must not let more than the one budget allows.
+    let replies =
+        futures_util::future::join_all((0..20).map(|i| post(&urls[i % 2], &erin.key, &body))).await;
+    let passed = replies.iter().filter(|r| r.status == 200).count();
+    for reply in replies.iter().filter(|r| r.status != 200) {
+        assert_eq!(reply.status, 429, "{}", reply.body);
+        assert!(reply.body.contains("quota_exceeded"), "{}", reply.body);
+    }
+    assert!((1..=5).contains(&passed), "{passed} passed at once");
+    assert_eq!(provider.received().len(), passed);
+
+    // One at a time, alternating replicas, after each settles: the budget's 220 tokens (22 a
+    // request) are never exceeded, and the settled amounts gave the unused reservations back.
+    let mut total = passed;
+    for i in 0..20 {
+        for _ in 0..200 {
+            if fleet_holds_nothing(&redis) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let reply = post(&urls[i % 2], &erin.key, &body).await;
+        if reply.status == 429 {
+            break;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        total += 1;
+    }
+    assert!(total <= 10, "{total} requests within a budget for 10");
+    assert!(
+        total >= 8,
+        "settling in the fleet gave reservations back ({total})"
+    );
+    assert_eq!(provider.received().len(), total);
+}

@@ -168,14 +168,9 @@ fn read_reply(reply: &[i64], policies: usize) -> Decision {
     Decision::Allowed(standings)
 }
 
-/// The consumer's hash tag: 16 bytes of the SHA-256 of its id, in hex.
+/// The consumer's hash tag (see [`crate::state::redis::hash_tag`]).
 fn consumer_tag(consumer: &Consumer<'_>) -> String {
-    let id = consumer.to_string();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
-    digest.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::state::redis::hash_tag(&consumer.to_string())
 }
 
 #[cfg(test)]

@@ -7,12 +7,15 @@
 //! by; when it ends (or is cut off) [`Meter::settle`] replaces the reservation with what was
 //! really used, records it, and counts it in the metrics. Amounts are integers: tokens and
 //! micro-USD. Counters and records are written behind, on a thread of their own, to the
-//! [`UsageStore`](crate::state::usage::UsageStore); a start loads the counters back.
+//! [`UsageStore`](crate::state::usage::UsageStore); a start loads the counters back. With
+//! `[state] backend = "redis"`, the counters that decide are the fleet's, in Redis
+//! ([`shared::SharedBudgets`]); records and totals stay with the replica that served the request.
 
 pub mod body;
 pub mod pricing;
 pub mod report;
 pub mod request;
+pub mod shared;
 pub mod sse;
 pub mod usage;
 mod writer;
@@ -22,9 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 
-use crate::config::{Config, PricingSettings, Quota};
+use crate::config::{Config, OnFailure, PricingSettings, Quota, StateBackend};
 use crate::limits::headers as ratelimit;
-use crate::limits::{Exceeded, Refusal};
+use crate::limits::{Denial, Exceeded, Refusal};
 use crate::state::usage::{DayTotals, UsageRecord, UsageStore};
 use crate::state::QuotaRow;
 
@@ -69,12 +72,16 @@ pub struct Meter {
     shared: Option<Arc<Shared>>,
     pricing: Arc<PricingSettings>,
     plans: Arc<HashMap<String, Allowance>>,
+    /// The fleet's counters, and what to do when Redis cannot answer.
+    fleet: Option<(shared::SharedBudgets, OnFailure)>,
 }
 
-/// What a request set aside: (limit, consumer, window, amount) per limit.
+/// What a request set aside: (limit, consumer, window, amount) per limit in this process, or
+/// a hold in the fleet's counters with the names of its limits.
 #[derive(Debug, Default)]
 pub struct Reservation {
     held: Vec<(String, String, i64, u64)>,
+    in_fleet: Option<(shared::Held, Vec<String>)>,
 }
 
 /// Everything a finished response's usage is recorded with.
@@ -120,10 +127,19 @@ impl Meter {
             }
             None => None,
         };
+        let fleet = match &config.state {
+            StateBackend::Redis(settings) if metered => {
+                let redis = crate::state::redis::RedisState::shared(settings)
+                    .map_err(|e| format!("shared budgets: {e}"))?;
+                Some((shared::SharedBudgets::new(redis), settings.on_failure))
+            }
+            _ => None,
+        };
         Ok(Meter {
             shared,
             pricing: Arc::new(config.pricing.clone()),
             plans: Arc::new(plans),
+            fleet,
         })
     }
 
@@ -150,30 +166,13 @@ impl Meter {
         output: u64,
         unix: i64,
     ) -> Result<Reservation, Refusal> {
-        let (Some(shared), Some(plan)) = (&self.shared, plan) else {
+        let Some(shared) = &self.shared else {
             return Ok(Reservation::default());
         };
-        let Some(allowance) = self.plans.get(plan).copied() else {
-            return Ok(Reservation::default());
-        };
-        let cost = pricing::cost(
-            &self.pricing,
-            model,
-            None,
-            Usage {
-                input,
-                output,
-                ..Usage::default()
-            },
-        );
-        let wanted = [
-            (allowance.tokens, format!("{plan}-tokens"), input + output),
-            (allowance.budget, format!("{plan}-budget"), cost),
-        ];
+        let wanted = self.wanted(plan, model, input, output);
         let mut counters = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
         // Every limit is checked before any is charged: a refusal leaves nothing behind.
         for (quota, name, amount) in &wanted {
-            let Some(quota) = quota else { continue };
             let (start, end) = crate::limits::quota::window(quota.window, unix);
             let counter = counters
                 .get(&(name.clone(), consumer.to_string()))
@@ -190,7 +189,6 @@ impl Meter {
         }
         let mut reservation = Reservation::default();
         for (quota, name, amount) in wanted {
-            let Some(quota) = quota else { continue };
             let (start, _) = crate::limits::quota::window(quota.window, unix);
             let counter = counters
                 .entry((name.clone(), consumer.to_string()))
@@ -208,9 +206,96 @@ impl Meter {
         Ok(reservation)
     }
 
+    /// [`Meter::reserve`], in the fleet's counters when `[state] backend = "redis"` (one round
+    /// trip, bounded by `[state] timeout`). When Redis cannot answer, `on_failure` decides:
+    /// `local` reserves in this process, `open` lets the request through, `closed` refuses it.
+    pub async fn reserve_for(
+        &self,
+        consumer: &str,
+        plan: Option<&str>,
+        model: Option<&str>,
+        input: u64,
+        output: u64,
+        unix: i64,
+    ) -> Result<Reservation, Denial> {
+        let local = || {
+            self.reserve(consumer, plan, model, input, output, unix)
+                .map_err(Denial::Limited)
+        };
+        let Some((fleet, on_failure)) = &self.fleet else {
+            return local();
+        };
+        let limits: Vec<(Quota, shared::Want)> = self
+            .wanted(plan, model, input, output)
+            .into_iter()
+            .map(|(quota, name, amount)| {
+                let want = shared::Want {
+                    name,
+                    count: quota.count,
+                    window: crate::limits::quota::window(quota.window, unix),
+                    amount,
+                };
+                (quota, want)
+            })
+            .collect();
+        if limits.is_empty() {
+            return Ok(Reservation::default());
+        }
+        let wants: Vec<shared::Want> = limits.iter().map(|(_, want)| want.clone()).collect();
+        match fleet.reserve(consumer, &wants, unix).await {
+            Ok(shared::Reserved::Held(held)) => Ok(Reservation {
+                held: Vec::new(),
+                in_fleet: Some((held, wants.into_iter().map(|w| w.name).collect())),
+            }),
+            Ok(shared::Reserved::Refused(index)) => {
+                let (quota, want) = &limits[index.min(limits.len() - 1)];
+                Err(Denial::Limited(refusal(
+                    &want.name,
+                    quota,
+                    want.window.1 - unix,
+                )))
+            }
+            Err(_) => match on_failure {
+                OnFailure::Local => local(),
+                OnFailure::Open => Ok(Reservation::default()),
+                OnFailure::Closed => Err(Denial::Unavailable),
+            },
+        }
+    }
+
+    /// The plan's limits a request takes from, each with its name and the amount the request
+    /// reserves: `input + output` tokens, and their cost at the model's prices.
+    fn wanted(
+        &self,
+        plan: Option<&str>,
+        model: Option<&str>,
+        input: u64,
+        output: u64,
+    ) -> Vec<(Quota, String, u64)> {
+        let Some((plan, allowance)) = plan.and_then(|p| Some((p, *self.plans.get(p)?))) else {
+            return Vec::new();
+        };
+        let usage = Usage {
+            input,
+            output,
+            ..Usage::default()
+        };
+        let cost = pricing::cost(&self.pricing, model, None, usage);
+        [
+            (allowance.tokens, format!("{plan}-tokens"), input + output),
+            (allowance.budget, format!("{plan}-budget"), cost),
+        ]
+        .into_iter()
+        .filter_map(|(quota, name, amount)| Some((quota?, name, amount)))
+        .collect()
+    }
+
     /// Gives `reservation` back unused: the request never reached a response (the upstream
     /// failed, the gateway refused it after reserving).
     pub fn release(&self, reservation: Reservation) {
+        if let (Some((held, names)), Some((fleet, _))) = (reservation.in_fleet, &self.fleet) {
+            fleet.settle(held, vec![0; names.len()]);
+        }
         let Some(shared) = &self.shared else { return };
         let mut counters = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
         for (name, consumer, _, amount) in reservation.held {
@@ -237,6 +322,19 @@ impl Meter {
             response_model.as_deref(),
             usage,
         );
+        if let (Some((held, names)), Some((fleet, _))) = (reservation.in_fleet, &self.fleet) {
+            let used = names
+                .iter()
+                .map(|name| {
+                    if name.ends_with("-budget") {
+                        cost
+                    } else {
+                        usage.input + usage.output
+                    }
+                })
+                .collect();
+            fleet.settle(held, used);
+        }
         {
             let mut counters = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
             for (name, consumer, window, amount) in reservation.held {

@@ -84,7 +84,7 @@ pub async fn prepare(
     let (facts, bytes) = crate::metering::request::inspect(format, bytes);
     let output = facts.max_output.unwrap_or(meter.max_output_tokens());
     let reservation = meter
-        .reserve(
+        .reserve_for(
             &account.consumer,
             account.plan,
             facts.model.as_deref(),
@@ -92,7 +92,11 @@ pub async fn prepare(
             output,
             crate::auth::unix_now(),
         )
-        .map_err(GatewayError::Limited)?;
+        .await
+        .map_err(|denial| match denial {
+            crate::limits::Denial::Limited(refusal) => GatewayError::Limited(refusal),
+            crate::limits::Denial::Unavailable => GatewayError::LimitsUnavailable,
+        })?;
     parts
         .headers
         .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));

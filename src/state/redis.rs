@@ -390,3 +390,13 @@ async fn probe(mut manager: ConnectionManager, health: Weak<Health>) {
         }
     }
 }
+
+/// The hash tag that keeps one consumer's keys in one cluster slot without naming it: 16 bytes
+/// of the SHA-256 of its id, in hex.
+pub fn hash_tag(id: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, id.as_bytes());
+    digest.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
