@@ -396,14 +396,7 @@ impl Meter {
         from: i64,
         to: i64,
     ) -> Result<Vec<DayTotals>, String> {
-        let Some(shared) = &self.shared else {
-            return Ok(Vec::new());
-        };
-        self.flush();
-        shared
-            .store
-            .totals(consumer, from, to)
-            .map_err(|e| e.to_string())
+        self.read(|store| store.totals(consumer, from, to))
     }
 
     /// Records of days `from..=to`, of one consumer or all.
@@ -413,14 +406,19 @@ impl Meter {
         from: i64,
         to: i64,
     ) -> Result<Vec<UsageRecord>, String> {
+        self.read(|store| store.records(consumer, from, to))
+    }
+
+    /// Reads the store after writing what is pending; nothing when no route is metered.
+    fn read<T>(
+        &self,
+        query: impl FnOnce(&dyn UsageStore) -> Result<Vec<T>, crate::state::StateError>,
+    ) -> Result<Vec<T>, String> {
         let Some(shared) = &self.shared else {
             return Ok(Vec::new());
         };
         self.flush();
-        shared
-            .store
-            .records(consumer, from, to)
-            .map_err(|e| e.to_string())
+        query(shared.store.as_ref()).map_err(|e| e.to_string())
     }
 }
 

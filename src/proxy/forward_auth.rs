@@ -70,7 +70,9 @@ pub async fn decide<'s>(
         headers: request.headers(),
     };
     let described = describe(settings, &call)?;
-    exchange.decided = Some((described.method.clone(), described.path.clone()));
+    if exchange.logged {
+        exchange.decided = Some((described.method.clone(), described.path.clone()));
+    }
     let route = snapshot
         .routes
         .find(&described.host, &described.path, &described.method)

@@ -12,7 +12,30 @@ use super::{QuotaRow, QuotaStore, StateError};
 pub const FILE_NAME: &str = "quotas.redb";
 
 /// (policy, consumer) → (window start, used).
-const QUOTAS: TableDefinition<(&str, &str), (i64, u64)> = TableDefinition::new("quotas");
+const QUOTAS: CounterTable = TableDefinition::new("quotas");
+
+/// A table of counters keyed (policy, consumer) → (window start, used), the shape of the
+/// quotas here and of metering's token and budget counters.
+pub type CounterTable = TableDefinition<'static, (&'static str, &'static str), (i64, u64)>;
+
+/// Every row of a counter table.
+pub fn read_rows(db: &Database, table: CounterTable) -> Result<Vec<QuotaRow>, StateError> {
+    let txn = db.begin_read().map_err(StateError::from_display)?;
+    let table = txn.open_table(table).map_err(StateError::from_display)?;
+    let mut rows = Vec::new();
+    for entry in table.iter().map_err(StateError::from_display)? {
+        let (key, value) = entry.map_err(StateError::from_display)?;
+        let (policy, consumer) = key.value();
+        let (window, used) = value.value();
+        rows.push(QuotaRow {
+            policy: policy.to_string(),
+            consumer: consumer.to_string(),
+            window,
+            used,
+        });
+    }
+    Ok(rows)
+}
 
 /// Opens (or creates) the redb file at `path`, creating its directory; the one way every
 /// embedded store opens its file. A second process cannot open the same file: redb locks it.
@@ -54,21 +77,7 @@ impl EmbeddedQuotaStore {
 
 impl QuotaStore for EmbeddedQuotaStore {
     fn load(&self) -> Result<Vec<QuotaRow>, StateError> {
-        let txn = self.db.begin_read().map_err(StateError::from_display)?;
-        let table = txn.open_table(QUOTAS).map_err(StateError::from_display)?;
-        let mut rows = Vec::new();
-        for entry in table.iter().map_err(StateError::from_display)? {
-            let (key, value) = entry.map_err(StateError::from_display)?;
-            let (policy, consumer) = key.value();
-            let (window, used) = value.value();
-            rows.push(QuotaRow {
-                policy: policy.to_string(),
-                consumer: consumer.to_string(),
-                window,
-                used,
-            });
-        }
-        Ok(rows)
+        read_rows(&self.db, QUOTAS)
     }
 
     fn save(&self, rows: &[QuotaRow], removed: &[(String, String)]) -> Result<(), StateError> {

@@ -117,7 +117,7 @@ const RECORDS: TableDefinition<(i64, &str, u64), &[u8]> = TableDefinition::new("
 /// (day, consumer, model) → the totals as JSON.
 const TOTALS: TableDefinition<(i64, &str, &str), &[u8]> = TableDefinition::new("usage_totals");
 /// (limit, consumer) → (window start, used).
-const COUNTERS: TableDefinition<(&str, &str), (i64, u64)> = TableDefinition::new("usage_counters");
+const COUNTERS: super::embedded::CounterTable = TableDefinition::new("usage_counters");
 /// "next" → the next record sequence number.
 const SEQUENCE: TableDefinition<&str, u64> = TableDefinition::new("usage_sequence");
 
@@ -163,21 +163,7 @@ pub fn day_of(unix: i64) -> i64 {
 
 impl UsageStore for EmbeddedUsageStore {
     fn load_counters(&self) -> Result<Vec<QuotaRow>, StateError> {
-        let txn = self.db.begin_read().map_err(failed)?;
-        let table = txn.open_table(COUNTERS).map_err(failed)?;
-        let mut rows = Vec::new();
-        for entry in table.iter().map_err(failed)? {
-            let (key, value) = entry.map_err(failed)?;
-            let (policy, consumer) = key.value();
-            let (window, used) = value.value();
-            rows.push(QuotaRow {
-                policy: policy.to_string(),
-                consumer: consumer.to_string(),
-                window,
-                used,
-            });
-        }
-        Ok(rows)
+        super::embedded::read_rows(&self.db, COUNTERS)
     }
 
     fn write(&self, records: &[UsageRecord], counters: &[QuotaRow]) -> Result<(), StateError> {
