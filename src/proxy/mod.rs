@@ -8,6 +8,7 @@ pub mod admission;
 pub mod consumer;
 pub mod echo;
 pub mod forward_auth;
+pub mod grpc;
 pub mod headers;
 pub mod metered;
 pub mod routes;
@@ -76,6 +77,10 @@ pub async fn handle(
     let method = request.method().clone();
     let uri = request.uri().clone();
     let bytes_in = content_length(request.headers());
+    // A gRPC client reads refusals from `grpc-status`, so it gets them that way.
+    let grpc_call = grpc::is_call(request.headers());
+    // A gRPC refusal travels as HTTP 200; metrics and the log count the status it stands for.
+    let mut refused_status = None;
     let mut exchange = Exchange {
         logged: crate::access_log::enabled(),
         ..Exchange::default()
@@ -112,15 +117,24 @@ pub async fn handle(
                 }
                 _ => error.status(),
             };
+            let message = grpc_call.then(|| error.to_string());
             let mut response = error.into_response(request_id.to_str().unwrap_or_default());
             *response.status_mut() = status;
-            response
+            match message {
+                // A proxy asking for a forward-auth decision reads HTTP statuses, whatever the
+                // request it describes.
+                Some(message) if !exchange.forward_auth => {
+                    refused_status = Some(status.as_u16());
+                    grpc::refusal(&message, response)
+                }
+                _ => response,
+            }
         }
     };
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id);
-    let status = response.status().as_u16();
+    let status = refused_status.unwrap_or_else(|| response.status().as_u16());
     let duration = started.elapsed();
     let metrics: &RouteMetrics = match exchange.metrics {
         Some(metrics) => metrics,
@@ -352,7 +366,19 @@ async fn forward<'s>(
     if exchange.logged {
         exchange.upstream = Some(upstream.settings().name.clone());
     }
-    let mut response = upstream.send(request).await.inspect_err(|error| {
+    // A gRPC caller's deadline bounds the wait for the response head too, when it is shorter
+    // than the upstream's `timeout`; the header itself goes on, for the upstream to honour.
+    let grpc_deadline = grpc::is_call(request.headers())
+        .then(|| grpc::timeout(request.headers()))
+        .flatten();
+    let sending = upstream.send(request);
+    let sent = match grpc_deadline {
+        Some(deadline) => tokio::time::timeout(deadline, sending)
+            .await
+            .unwrap_or(Err(GatewayError::UpstreamTimeout)),
+        None => sending.await,
+    };
+    let mut response = sent.inspect_err(|error| {
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",
             GatewayError::UpstreamTimeout => "timeout",
