@@ -28,7 +28,9 @@ fn token(subject: &str, scope: &str) -> String {
     .unwrap()
 }
 
-async fn gateway_in_front_of(upstream: &str) -> TestGateway {
+/// A gateway in front of `upstream` whose Echo route is `echo_route` (metrics are per process:
+/// a test counting requests gets a route of its own).
+async fn gateway_in_front_of(upstream: &str, echo_route: &str) -> TestGateway {
     start_gateway(&format!(
         r#"[server]
 http = "127.0.0.1:0"
@@ -52,7 +54,7 @@ targets = ["http://{closed}"]
 protocol = "h2c"
 
 [[routes]]
-id = "echo"
+id = "{echo_route}"
 path = "/authgate.test.Echo"
 upstream = "grpc"
 auth = ["jwt"]
@@ -95,8 +97,12 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with_route("echo").await
+}
+
+async fn setup_with_route(echo_route: &str) -> Setup {
     let upstream = grpc::start_upstream().await;
-    let gateway = gateway_in_front_of(&format!("http://{upstream}")).await;
+    let gateway = gateway_in_front_of(&format!("http://{upstream}"), echo_route).await;
     let url = format!("http://{}", gateway.http.unwrap());
     Setup { gateway, url }
 }
@@ -233,34 +239,77 @@ async fn an_unreachable_upstream_is_unavailable_and_an_unknown_method_unimplemen
     drop(client);
 }
 
+/// One unary call made with hyper's own HTTP/2 client, so that no client library enforces the
+/// `grpc-timeout` it sends: what comes back is the gateway's doing. Returns the response head
+/// (a Trailers-Only answer carries `grpc-status` there) and the time it took.
+async fn raw_call(
+    url: &str,
+    token: &str,
+    request: EchoRequest,
+    timeout: &str,
+) -> (http::response::Parts, Duration) {
+    use http_body_util::{BodyExt, Full};
+    use prost::Message;
+    let address = url.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    let message = request.encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&message);
+    let call = http::Request::post(format!("{url}/authgate.test.Echo/Slow"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .header("authorization", format!("Bearer {token}"))
+        .body(Full::new(bytes::Bytes::from(frame)))
+        .unwrap();
+    let started = Instant::now();
+    let response = sender.send_request(call).await.unwrap();
+    let elapsed = started.elapsed();
+    let (parts, body) = response.into_parts();
+    let _ = body.collect().await;
+    (parts, elapsed)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_timeout_bounds_the_wait_for_the_upstream() {
     let setup = setup().await;
-    let client = setup.client(Some(token("erin", "echo"))).await;
-    // Set as a header rather than with `set_timeout`, so that only the gateway enforces it.
-    let mut request = client.prepared(EchoRequest {
+    let token = token("erin", "echo");
+    let late = EchoRequest {
         message: "late".into(),
         count: 0,
         delay_ms: 5_000,
-    });
-    request
-        .metadata_mut()
-        .insert("grpc-timeout", "300m".parse().unwrap());
-    let started = Instant::now();
-    let status = client.call("Slow", request).await.unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("in time"), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(3));
+    };
+    let (head, elapsed) = raw_call(&setup.url, &token, late, "300m").await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.headers["grpc-status"], "4",
+        "DEADLINE_EXCEEDED: {head:?}"
+    );
+    assert!(
+        head.headers["grpc-message"]
+            .to_str()
+            .unwrap()
+            .contains("in time"),
+        "{head:?}"
+    );
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
 
-    // Within its deadline, a slow call still gets its answer.
+    // Within its deadline, a slow call still gets its answer (through tonic's own client).
+    let client = setup.client(Some(token)).await;
     let mut request = client.prepared(EchoRequest {
         message: "in time".into(),
         count: 0,
         delay_ms: 100,
     });
-    request
-        .metadata_mut()
-        .insert("grpc-timeout", "5S".parse().unwrap());
+    request.set_timeout(Duration::from_secs(5));
     let reply = client.call("Slow", request).await.unwrap().into_inner();
     assert_eq!(reply.message, "in time");
 }
@@ -286,7 +335,7 @@ async fn health_and_reflection_pass_through() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_calls_are_counted_under_the_status_they_stand_for() {
-    let setup = setup().await;
+    let setup = setup_with_route("echo-counted").await;
     let _ = setup.client(None).await.unary("hi").await.unwrap_err();
     let _ = setup
         .client(Some(token("gina", "echo")))
@@ -299,11 +348,11 @@ async fn refused_calls_are_counted_under_the_status_they_stand_for() {
         .await
         .text();
     assert!(
-        metrics.contains(r#"authgate_requests_total{route="echo",status="401"} 1"#),
+        metrics.contains(r#"authgate_requests_total{route="echo-counted",status="401"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"authgate_requests_total{route="echo",status="200"} 1"#),
+        metrics.contains(r#"authgate_requests_total{route="echo-counted",status="200"} 1"#),
         "{metrics}"
     );
 }

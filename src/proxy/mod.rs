@@ -11,6 +11,7 @@ pub mod forward_auth;
 pub mod grpc;
 pub mod headers;
 pub mod metered;
+pub mod pool;
 pub mod routes;
 pub mod upgrade;
 pub mod upstream;
@@ -270,7 +271,7 @@ async fn forward<'s>(
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers, client_upgrade.is_some());
     if http2 {
-        // The upstream speaks HTTP/1.1, where cookie crumbs must be one field.
+        // An HTTP/1.1 upstream needs cookie crumbs as one field (one is fine in HTTP/2 too).
         headers::join_cookie_crumbs(headers);
     }
     headers::set_forwarding(
@@ -321,8 +322,6 @@ async fn forward<'s>(
         upstream_credentials::apply(&mut request, credential)?;
     }
 
-    // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
-    *request.version_mut() = Version::HTTP_11;
     // A metered route reserves the request's worst case against the consumer's tokens and
     // budget last, when nothing else can refuse it, and before the upstream is called.
     let (request, metering) = match route.usage {
@@ -382,6 +381,7 @@ async fn forward<'s>(
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",
             GatewayError::UpstreamTimeout => "timeout",
+            GatewayError::UpstreamOverloaded => "overloaded",
             GatewayError::BodyTooLarge | GatewayError::BadRequest(_) => return,
             _ => "failed",
         };
