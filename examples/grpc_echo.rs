@@ -10,7 +10,7 @@
 //! `call` makes one unary call and prints `ok subject=<the x-auth-subject the upstream saw>`,
 //! or the gRPC status it got (exit 1), so a script can check a route before loading it.
 
-#[allow(dead_code, missing_docs, unreachable_pub)]
+#[allow(missing_docs, unreachable_pub)]
 #[path = "../tests/support/grpc.rs"]
 mod grpc;
 

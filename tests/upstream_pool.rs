@@ -157,3 +157,112 @@ async fn an_upstream_that_closes_its_connections_costs_no_request() {
     // Each closed connection was dropped, never offered to the next request.
     assert_eq!(connections.load(Ordering::SeqCst), 10);
 }
+
+/// A TLS upstream offering `h2` and `http/1.1` by ALPN, answering with the HTTP version the
+/// request arrived in and a trailer.
+async fn tls_upstream(ca: &support::certs::TestCa) -> String {
+    use http_body_util::StreamBody;
+    use rustls::pki_types::pem::PemObject;
+    let leaf = ca.issue(&["localhost"]);
+    let certs = vec![leaf.der.clone()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let version = format!("{:?}", request.version());
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("x-checksum", http::HeaderValue::from_static("abc"));
+                        let frames = vec![
+                            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(
+                                bytes::Bytes::from(version),
+                            )),
+                            Ok(hyper::body::Frame::trailers(trailers)),
+                        ];
+                        Ok::<_, std::convert::Infallible>(http::Response::new(StreamBody::new(
+                            futures_util::stream::iter(frames),
+                        )))
+                    },
+                );
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if h2 {
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(io, service)
+                    .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                }
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_targets_speak_http2_by_alpn_when_asked_and_trailers_come_back() {
+    support::install_crypto();
+    let ca = support::certs::TestCa::new();
+    let url = tls_upstream(&ca).await;
+    for (protocol, expected) in [
+        ("h2", "HTTP/2.0"),
+        ("auto", "HTTP/2.0"),
+        ("http1", "HTTP/1.1"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        support::write_file(dir.path(), "ca.pem", ca.pem());
+        let toml = format!(
+            r#"[server]
+http = "127.0.0.1:0"
+
+[upstreams.app]
+targets = ["{url}"]
+ca = "ca.pem"
+protocol = "{protocol}"
+
+[[routes]]
+id = "app"
+path = "/"
+upstream = "app"
+public = true
+"#
+        );
+        let gateway = support::start_gateway_in(dir, &toml).await;
+        // An HTTP/2 client asking for trailers gets the upstream's.
+        let client = support::http2_client();
+        let request = Request::get(gateway.url("/"))
+            .header("te", "trailers")
+            .body(Full::default())
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{protocol}");
+        use http_body_util::BodyExt;
+        let collected = response.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        assert_eq!(collected.to_bytes(), expected, "{protocol}");
+        if protocol != "http1" {
+            assert_eq!(trailers.unwrap()["x-checksum"], "abc", "{protocol}");
+        }
+    }
+}

@@ -64,17 +64,19 @@ impl Default for PoolLimits {
     }
 }
 
-/// `protocol`: what the gateway speaks to the targets.
+/// `protocol`: what the gateway speaks to the targets. HTTP/1.1 unless configured, as for
+/// Envoy and nginx: an upstream that starts answering HTTP/2 by ALPN after a redeploy must not
+/// change how the gateway talks to it (WebSocket upgrades need HTTP/1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamProtocol {
-    /// HTTP/1.1 (the default for http:// targets, and what `auto` means there).
+    /// HTTP/1.1 (the default, and what `auto` means for http:// targets).
+    #[default]
     Http1,
     /// HTTP/2 by prior knowledge over plain TCP (gRPC servers without TLS).
     H2c,
     /// HTTP/2 over TLS, required by ALPN (https:// targets only).
     H2,
     /// HTTP/2 when the target's TLS handshake offers it by ALPN, else HTTP/1.1.
-    #[default]
     Auto,
 }
 
