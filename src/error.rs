@@ -54,6 +54,9 @@ pub enum GatewayError {
     /// The upstream did not answer within its `timeout`.
     #[error("the upstream did not answer in time")]
     UpstreamTimeout,
+    /// Every connection the upstream may have is busy and `max_pending` requests already wait.
+    #[error("the upstream has too many requests in flight; retry shortly")]
+    UpstreamOverloaded,
     /// Authentication or authorization failed.
     #[error("{0}")]
     Auth(#[from] AuthError),
@@ -92,7 +95,8 @@ impl GatewayError {
             | GatewayError::UntrustedPeer => Fault::Client,
             GatewayError::UpstreamUnreachable
             | GatewayError::UpstreamFailed
-            | GatewayError::UpstreamTimeout => Fault::Upstream,
+            | GatewayError::UpstreamTimeout
+            | GatewayError::UpstreamOverloaded => Fault::Upstream,
             GatewayError::Auth(AuthError::KeysUnavailable { .. })
             | GatewayError::LimitsUnavailable => Fault::Gateway,
             GatewayError::Auth(_) | GatewayError::Limited(_) => Fault::Client,
@@ -110,6 +114,7 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY
             }
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_))
             | GatewayError::UntrustedPeer => StatusCode::FORBIDDEN,
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => {
@@ -131,6 +136,7 @@ impl GatewayError {
             GatewayError::UntrustedPeer => "forbidden",
             GatewayError::UpstreamUnreachable | GatewayError::UpstreamFailed => "bad_gateway",
             GatewayError::UpstreamTimeout => "gateway_timeout",
+            GatewayError::UpstreamOverloaded => "upstream_overloaded",
             GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",
             GatewayError::Auth(AuthError::KeysUnavailable { .. }) => "temporarily_unavailable",
             GatewayError::Auth(error) => error.bearer_error().unwrap_or("unauthorized"),
@@ -164,7 +170,7 @@ impl GatewayError {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
         }
-        if let GatewayError::LimitsUnavailable = self {
+        if let GatewayError::LimitsUnavailable | GatewayError::UpstreamOverloaded = self {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let GatewayError::Limited(refusal) = self {

@@ -12,8 +12,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const REQUESTS: &str = "authgate_requests_total";
 /// Time from request head to response head: `{route}`.
 pub const REQUEST_DURATION: &str = "authgate_request_duration_seconds";
-/// Upstream failures: `{route, kind}` = connect | timeout | failed.
+/// Upstream failures: `{route, kind}` = connect | timeout | failed | overloaded.
 pub const UPSTREAM_ERRORS: &str = "authgate_upstream_errors_total";
+/// Upstream connections: `{upstream, state}` = open (idle or busy) | idle; HTTP/1.1 only (an
+/// HTTP/2 target shares one connection).
+pub const UPSTREAM_CONNECTIONS: &str = "authgate_upstream_connections";
+/// Requests waiting for an upstream connection: `{upstream}`.
+pub const UPSTREAM_PENDING: &str = "authgate_upstream_pending";
 /// Configuration reloads: `{result}` = ok | error.
 pub const CONFIG_RELOADS: &str = "authgate_config_reloads_total";
 /// Open connections: `{listener}`.
@@ -199,6 +204,28 @@ impl RouteMetrics {
 /// Counts one upstream failure.
 pub fn upstream_error(route: &SharedString, kind: &'static str) {
     metrics::counter!(UPSTREAM_ERRORS, "route" => route.clone(), "kind" => kind).increment(1);
+}
+
+/// One upstream's pool gauges, resolved once when its pool is built (the request path only
+/// adds and subtracts).
+#[derive(Clone)]
+pub struct PoolGauges {
+    /// Connections open.
+    pub open: Gauge,
+    /// Of those, idle.
+    pub idle: Gauge,
+    /// Requests waiting for a connection.
+    pub pending: Gauge,
+}
+
+/// The pool gauges of `upstream`.
+pub fn pool_gauges(upstream: &str) -> PoolGauges {
+    let upstream = SharedString::from(upstream.to_string());
+    PoolGauges {
+        open: metrics::gauge!(UPSTREAM_CONNECTIONS, "upstream" => upstream.clone(), "state" => "open"),
+        idle: metrics::gauge!(UPSTREAM_CONNECTIONS, "upstream" => upstream.clone(), "state" => "idle"),
+        pending: metrics::gauge!(UPSTREAM_PENDING, "upstream" => upstream),
+    }
 }
 
 /// Counts one configuration reload.

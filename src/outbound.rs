@@ -1,5 +1,5 @@
-//! The outbound connector shared by upstream pools and key fetching (TCP with a connect
-//! timeout, then TLS through rustls on aws-lc-rs for `https://`, trusting the operating
+//! The outbound connector for key fetching and the TLS configuration upstream pools share (TCP
+//! with a connect timeout, then TLS through rustls on aws-lc-rs for `https://`, trusting the operating
 //! system's roots plus any CA the configuration adds), and how its failures are described.
 
 use std::sync::{Arc, OnceLock};
@@ -19,6 +19,16 @@ pub fn connector(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(extra_ca))
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+/// The TLS client configuration for outbound connections: the system's roots plus `extra_ca`,
+/// on aws-lc-rs, TLS 1.2 and 1.3.
+pub fn tls_config(extra_ca: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     let mut roots = RootCertStore::empty();
     roots.extend(system_roots().roots.iter().cloned());
     for ca in extra_ca {
@@ -26,17 +36,12 @@ pub fn connector(
         // destination fail closed.
         let _ = roots.add(ca.clone());
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
-    .expect("the aws-lc-rs provider supports the default protocol versions");
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
+    .expect("the aws-lc-rs provider supports the default protocol versions")
 }
 
 /// The operating system's trust store, read once per process.

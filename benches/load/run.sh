@@ -12,10 +12,18 @@
 #   7b. forward-auth: nginx with auth_request asking authgate's /authz, JWT (CPU of both),
 #   plus authgate on a public route (no credential: the proxying cost alone),
 #   8. p99 latency at a fixed moderate rate (~3,000 req/s) for nginx plain and authgate JWT,
-#   9. RSS of authgate and nginx holding 1,000 keep-alive connections under load.
-# and prints a markdown table (req/s, p50, p99, ratios to nginx plain and HAProxy JWT, and the
-# server's CPU time per request, which other load on the machine disturbs far less than req/s),
-# the memory lines and the project's targets, each met or missed.
+#   9. RSS of authgate and nginx holding 1,000 keep-alive connections under load,
+#  10. HTTP/2 clients (h2load, h2c): nginx plain and authgate on a public route,
+#  11. a gRPC unary call (h2load posting one gRPC frame): the gRPC server directly, through
+#      nginx grpc_pass, and through authgate with a JWT (h2c to the upstream),
+# and prints a markdown table led by the server's CPU time per request (which other load on the
+# machine disturbs far less than req/s) and its ratio to nginx doing the same kind of work, then
+# req/s, p50, p99, the memory lines and the project's targets, each met or missed.
+#
+# Before it starts it checks that the machine is quiet: the 1-minute load average (at most
+# QUIET_LOAD, default 0.5) and the upstream-direct row's CPU per request against its usual
+# figure (USUAL_UPSTREAM_CPU_US, within 25 %). A run that fails either says so at the top of its
+# report: its figures are not for publishing.
 #
 #   benches/load/run.sh [--quick]
 #
@@ -66,13 +74,20 @@ proxy_cpus() { if (( $1 == 1 )); then echo 0; else echo 0,1; fi; }
 # upstream connections, a port in that range may already be some connection's local port.
 up_port=28200 nginx_port=28201 nginx_tls_port=28202 haproxy_port=28203
 ag_port=28204 ag_tls_port=28205 ag_admin=28206
+nginx_h2_port=28207 grpc_nginx_port=28208 grpc_port=28209
+# HTTP/2 rows: 16 connections × 4 streams in flight, as many requests at a time as wrk's 64.
+h2_clients=16 h2_streams=4
+quiet_load=${QUIET_LOAD:-0.5}
+# CPU µs per request of the upstream-direct row on this machine when it is quiet.
+usual_upstream_cpu_us=${USUAL_UPSTREAM_CPU_US:-10.0}
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
 # --- tools -------------------------------------------------------------------------------------
 missing=()
-for tool in nginx haproxy wrk openssl curl; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
+declare -A package_of=([h2load]=nghttp2-client)
+for tool in nginx haproxy wrk openssl curl h2load; do
+  command -v "$tool" >/dev/null || missing+=("${package_of[$tool]:-$tool}")
 done
 if (( ${#missing[@]} )); then
   # Debian starts a newly installed service; a policy-rc.d answering 101 forbids that, since
@@ -91,8 +106,28 @@ ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (( $(ulimit -n) >= 4096 )) || die "need at least 4096 open files (ulimit -n)"
 
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-cargo build --release --quiet --bin authgate --example mint_tokens
+# The build itself loads the machine: the quiet check reads the load average after it.
+cargo build --release --quiet --bin authgate --example mint_tokens --example grpc_echo
 authgate=target/release/authgate
+grpc_echo=target/release/examples/grpc_echo
+declare -a not_quiet=()
+above_quiet() { awk -v l="$1" -v q="$quiet_load" 'BEGIN { exit !(l > q) }'; }
+load_now=$(cut -d' ' -f1 /proc/loadavg)
+if above_quiet "$load_now"; then
+  # A build just finished (or something else runs): give the load average a minute to settle.
+  echo "load average $load_now > $quiet_load: waiting up to 60 s for it to settle" >&2
+  for _ in $(seq 1 12); do
+    sleep 5
+    load_now=$(cut -d' ' -f1 /proc/loadavg)
+    above_quiet "$load_now" || break
+  done
+fi
+if above_quiet "$load_now"; then
+  not_quiet+=("load average $load_now > $quiet_load at the start")
+  echo "NOT QUIET: load average $load_now > $quiet_load; these figures are not for publishing" >&2
+else
+  echo "quiet: load average $load_now <= $quiet_load" >&2
+fi
 
 work=$(mktemp -d)
 declare -A running=()     # name → pid of the servers this script started
@@ -193,6 +228,27 @@ nginx_conf() {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
+  }
+  # HTTP/2 clients by prior knowledge (h2c), the same HTTP/1.1 upstream.
+  server {
+    listen 127.0.0.1:$nginx_h2_port http2 backlog=4096;
+    http2_max_requests 10000000;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+  # gRPC to the gRPC server (h2c both sides).
+  upstream grpc_backend {
+    server 127.0.0.1:$grpc_port;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:$grpc_nginx_port http2 backlog=4096;
+    http2_max_requests 10000000;
+    location / { grpc_pass grpc://grpc_backend; }
   }
 }
 EOF
@@ -311,6 +367,10 @@ key_id = "bench-1"
 [api_keys]
 file = "keys.toml"
 
+[upstreams.grpc]
+targets = ["http://127.0.0.1:$grpc_port"]
+protocol = "h2c"
+
 [forward_auth]
 path = "/authz"
 
@@ -347,6 +407,12 @@ path = "/consumers"
 upstream = "$upstream"
 public = true
 rate = "1000000000/s"
+
+[[routes]]
+id = "grpc"
+path = "/authgate.test.Echo"
+upstream = "grpc"
+auth = ["jwt"]
 EOF
 }
 
@@ -383,6 +449,15 @@ start_nginx_forward_auth() {
   running[nginx]=$! current=nginx
   wait_for "http://127.0.0.1:$nginx_port/" "$work/nginx-fa$1-error.log"
 }
+start_grpc_upstream() {
+  taskset -c "$client_cpu" "$grpc_echo" serve "127.0.0.1:$grpc_port" 2>>"$work/grpc.log" &
+  running[grpc]=$! current=grpc
+  for _ in $(seq 1 100); do
+    "$grpc_echo" call "http://127.0.0.1:$grpc_port" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "the gRPC server does not answer on $grpc_port"
+}
 start_haproxy() {
   haproxy_cfg "$1" > "$work/haproxy$1.cfg"
   taskset -c "$(proxy_cpus "$1")" haproxy -f "$work/haproxy$1.cfg" -db >>"$work/haproxy.log" 2>&1 &
@@ -415,6 +490,18 @@ check_key() {
   expect 401 "$1"
   expect 401 "$1" -H "X-API-Key: ${api_key%?}x"
   expect_subject "${1%/key}/key/whoami" bench-bot -H "X-API-Key: $api_key"
+}
+
+# check_grpc URL [TOKEN SUBJECT]: a gRPC call answers OK (and the upstream saw SUBJECT); with a
+# token expected, a call without one is refused.
+check_grpc() {
+  local got
+  got=$("$grpc_echo" call "$1" ${2:+"$2"} 2>&1 || true)
+  [[ $got == "ok subject=${3:-}" ]] || die "gRPC call to $1 answered '$got', expected 'ok subject=${3:-}'"
+  if [[ -n ${2:-} ]]; then
+    got=$("$grpc_echo" call "$1" 2>&1 || true)
+    [[ $got == Unauthenticated:* ]] || die "gRPC call to $1 without a token answered '$got'"
+  fi
 }
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -451,41 +538,76 @@ to_ms() {
 }
 run_wrk() { timeout $(( $1 + 30 )) taskset -c "$client_cpu" wrk -t1 -d"$1s" "${@:2}"; }
 
-# measure ID LABEL WORKERS URL [wrk args…]: a warm-up run, then the measured one, against the
-# server started last ($current). Besides wrk's view it records the server's CPU time per
-# request: other work on the machine lowers req/s, but hardly what each request costs.
+# The CPU time per request of the server started last ($current), and of $also when a row is
+# served by two servers (nginx asking authgate): other work on the machine lowers req/s, but
+# hardly what each request costs. cpu_begin before the measured run, cpu_end ID REQUESTS after.
+cpu_begin() {
+  cpu_pids=${running[$current]}
+  if [[ -n ${also:-} ]]; then cpu_pids+=" ${running[$also]}"; also_ticks=$(tree_ticks "${running[$also]}"); fi
+  cpu_ticks=$(all_ticks $cpu_pids)
+}
+per_request() { awk -v t="$1" -v hz="$ticks_per_second" -v n="$2" 'BEGIN { printf "%.1f", (n > 0) ? t * 1e6 / hz / n : 0 }'; }
+cpu_end() {
+  cpu_us[$1]=$(per_request $(( $(all_ticks $cpu_pids) - cpu_ticks )) "$2")
+  if [[ -n ${also:-} ]]; then
+    cpu_also[$1]=$(per_request $(( $(tree_ticks "${running[$also]}") - also_ticks )) "$2")
+  fi
+}
+# record ID ERRORS: the row is kept; one with failed requests is marked (its speed may be that of
+# failing fast).
+record() {
+  flag[$1]=""
+  if (( $2 > 0 )); then flag[$1]=" ($2 errors)"; fi
+  order+=("$1")
+  printf '%-50s %s worker(s) %6s CPU µs/req %7s req/s  p50 %6s ms  p99 %6s ms%s\n' "${label[$1]}" \
+    "${workers_of[$1]}" "${cpu_us[$1]}" "${rps[$1]}" "${p50[$1]}" "${p99[$1]}" "${flag[$1]}" >&2
+}
+
+# measure ID LABEL WORKERS URL [wrk args…]: a warm-up run, then the measured one, with wrk.
 measure() {
-  local id=$1 url=$4 out="$work/wrk-$1.txt" errors pids=${running[$current]} ticks requests also_ticks
-  # A row served by two servers (nginx asking authgate) counts the CPU of both.
-  if [[ -n ${also:-} ]]; then pids+=" ${running[$also]}"; fi
+  local id=$1 url=$4 out="$work/wrk-$1.txt" errors requests
   label[$id]=$2 workers_of[$id]=$3
   shift 4
   run_wrk "$warm" -c"$connections" "$@" "$url" > /dev/null
-  ticks=$(all_ticks $pids)
-  if [[ -n ${also:-} ]]; then also_ticks=$(tree_ticks "${running[$also]}"); fi
+  cpu_begin
   run_wrk "$seconds" -c"$connections" --latency "$@" "$url" > "$out"
-  ticks=$(( $(all_ticks $pids) - ticks ))
   requests=$(awk '/requests in/ {print $1}' "$out")
-  if [[ -n ${also:-} ]]; then
-    also_ticks=$(( $(tree_ticks "${running[$also]}") - also_ticks ))
-    cpu_also[$id]=$(awk -v t="$also_ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
-  fi
-  cpu_us[$id]=$(awk -v t="$ticks" -v hz="$ticks_per_second" -v n="$requests" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  cpu_end "$id" "$requests"
   rps[$id]=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' "$out")
   p50[$id]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
   p99[$id]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-  # A row with failed requests is kept but marked: its speed may be that of failing fast.
   errors=$(awk '/Non-2xx/ {n += $NF} /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
-  flag[$id]=""
-  if (( errors > 0 )); then flag[$id]=" ($errors errors)"; fi
-  order+=("$id")
-  printf '%-50s %s worker(s) %7s req/s  p50 %6s ms  p99 %6s ms  %6s CPU µs/req%s\n' "${label[$id]}" \
-    "${workers_of[$id]}" "${rps[$id]}" "${p50[$id]}" "${p99[$id]}" "${cpu_us[$id]}" "${flag[$id]}" >&2
+  record "$id" "$errors"
+}
+
+# measure_h2 ID LABEL WORKERS URL [h2load args…]: the same with h2load over h2c
+# ($h2_clients connections × $h2_streams streams). h2load reports no percentiles: p50 shows its
+# mean time per request, p99 its largest.
+run_h2load() { timeout $(( $1 + 30 )) taskset -c "$client_cpu" h2load -t1 -c"$h2_clients" -m"$h2_streams" -D"$1" "${@:2}"; }
+measure_h2() {
+  local id=$1 url=$4 out="$work/h2load-$1.txt" errors requests
+  label[$id]=$2 workers_of[$id]=$3
+  shift 4
+  run_h2load "$warm" "$@" "$url" > /dev/null
+  cpu_begin
+  run_h2load "$seconds" "$@" "$url" > "$out"
+  requests=$(awk '/^requests:/ {print $8}' "$out")
+  cpu_end "$id" "$requests"
+  rps[$id]=$(awk '/^finished in/ {gsub(/,/, "", $4); printf "%.0f", $4}' "$out")
+  p50[$id]=$(to_ms "$(awk '/^time for request:/ {print $6}' "$out")")
+  p99[$id]=$(to_ms "$(awk '/^time for request:/ {print $5}' "$out")")
+  errors=$(awk '/^requests:/ {n += $10 + $12 + $14} /^status codes:/ {n += $5 + $7 + $9} END {print n + 0}' "$out")
+  record "$id" "$errors"
 }
 
 start_upstream
 check_open "http://127.0.0.1:$up_port/"
 measure upstream "upstream directly (the ceiling)" - "http://127.0.0.1:$up_port/jwt"
+# The second half of the quiet check: this row's cost is the machine's own, whatever proxy runs.
+if awk -v c="${cpu_us[upstream]}" -v u="$usual_upstream_cpu_us" 'BEGIN { exit !(c > u * 1.25) }'; then
+  not_quiet+=("the upstream-direct row took ${cpu_us[upstream]} CPU µs/req, usually $usual_upstream_cpu_us")
+  echo "NOT QUIET: ${not_quiet[-1]}" >&2
+fi
 
 for w in "${worker_counts[@]}"; do
   start_nginx "$w"
@@ -536,6 +658,36 @@ for w in "${worker_counts[@]}"; do
   echo "token cache during the rotation row: $cache_counts" >&2
   stop authgate
 done
+
+# HTTP/2 clients and gRPC, one worker each.
+start_nginx 1
+expect 200 "http://127.0.0.1:$nginx_h2_port/jwt" --http2-prior-knowledge
+measure_h2 h2-nginx "nginx, h2c clients, plain proxy" 1 "http://127.0.0.1:$nginx_h2_port/jwt"
+stop nginx
+start_authgate 1 100000
+expect 200 "http://127.0.0.1:$ag_port/public" --http2-prior-knowledge
+measure_h2 h2-ag "authgate, h2c clients, public route" 1 "http://127.0.0.1:$ag_port/public"
+stop authgate
+
+grpc_call="/authgate.test.Echo/Unary"
+# One gRPC message: EchoRequest { message: "hello" } behind its 5-byte length prefix.
+printf '\x00\x00\x00\x00\x07\x0a\x05hello' > "$work/grpc-request.bin"
+grpc_args=(-d "$work/grpc-request.bin" -H "content-type: application/grpc" -H "te: trailers")
+start_grpc_upstream
+check_grpc "http://127.0.0.1:$grpc_port"
+measure_h2 grpc-direct "gRPC unary, the gRPC server directly (the ceiling)" - \
+  "http://127.0.0.1:$grpc_port$grpc_call" "${grpc_args[@]}"
+start_nginx 1
+check_grpc "http://127.0.0.1:$grpc_nginx_port"
+measure_h2 grpc-nginx "gRPC unary through nginx grpc_pass, no auth" 1 \
+  "http://127.0.0.1:$grpc_nginx_port$grpc_call" "${grpc_args[@]}"
+stop nginx
+start_authgate 1 100000
+check_grpc "http://127.0.0.1:$ag_port" "$token" bench-user
+measure_h2 grpc-ag "gRPC unary through authgate, JWT (cached)" 1 \
+  "http://127.0.0.1:$ag_port$grpc_call" "${grpc_args[@]}" -H "authorization: Bearer $token"
+stop authgate
+stop grpc
 
 # p99 at a fixed moderate rate, one worker each.
 start_nginx 1
@@ -589,28 +741,45 @@ target() {
   fi
   echo "- $1: $2 (target $3 $4): $verdict${5:+; $5}"
 }
-# faster TEXT ID REFERENCE LIMIT: a throughput target, with the same ratio by CPU per request
-# (what the ratio would be with a whole core each; less disturbed by other work on the machine).
-faster() {
-  target "$1" "$(ratio "${rps[$2]:-}" "${rps[$3]:-}")" ">=" "$4" \
-    "by CPU per request $(ratio "${cpu_us[$3]:-}" "${cpu_us[$2]:-}")"
+# cheaper TEXT ID REFERENCE LIMIT: a cost target, CPU per request of ID over REFERENCE's (what a
+# request costs whatever else the machine does), with the req/s ratio beside it.
+cheaper() {
+  target "$1" "$(ratio "${cpu_us[$2]:-}" "${cpu_us[$3]:-}")" "<=" "$4" \
+    "by CPU per request; req/s $(ratio "${rps[$2]:-}" "${rps[$3]:-}") of the reference"
+}
+# The nginx row doing the same kind of work as ID: TLS against TLS, HTTP/2 clients against
+# HTTP/2 clients, gRPC against grpc_pass; none for the ceilings and the paced rows.
+reference_of() {
+  local w=${workers_of[$1]}
+  case $1 in
+    upstream|grpc-direct|paced-*) echo "" ;;
+    *tls*) echo "nginx-tls-$w" ;;
+    h2-*) echo "h2-nginx" ;;
+    grpc-*) echo "grpc-nginx" ;;
+    *) echo "nginx-$w" ;;
+  esac
 }
 echo
 echo "## Load benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $($quick && echo quick || echo full) mode)"
 echo
-echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load average before the run: $load_before"
-echo "- $(version_of nginx -v | sed 's/.*: //'), $(version_of haproxy -v | awk '{print "haproxy " $3}'), $(version_of wrk -v | awk '{print $1, $2}'), $(openssl version | awk '{print $1, $2}'), $(version_of rustc --version | awk '{print $1, $2}'), $("$authgate" --version)"
-echo "- wrk -t1 -c$connections, ${seconds} s per row after ${warm} s of warm-up; 1-worker proxies on CPU 0, 2-worker on CPUs 0-1; wrk and upstream on CPU 1"
+if (( ${#not_quiet[@]} )); then
+  echo "**NOT QUIET — not for publishing:** $(IFS=';'; echo "${not_quiet[*]}")."
+else
+  echo "Quiet machine: load average $load_now ≤ $quiet_load at the start, upstream-direct row ${cpu_us[upstream]} CPU µs/req (usual $usual_upstream_cpu_us)."
+fi
 echo
-echo "| row | workers | req/s | p50 ms | p99 ms | vs nginx plain | vs HAProxy JWT | server CPU µs/req |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), load average before the build: $load_before, after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- $(version_of nginx -v | sed 's/.*: //'), $(version_of haproxy -v | awk '{print "haproxy " $3}'), $(version_of wrk -v | awk '{print $1, $2}'), $(version_of h2load --version | awk '{print $1, $2}'), $(openssl version | awk '{print $1, $2}'), $(version_of rustc --version | awk '{print $1, $2}'), $("$authgate" --version)"
+echo "- wrk -t1 -c$connections (h2load -c$h2_clients -m$h2_streams for HTTP/2 and gRPC), ${seconds} s per row after ${warm} s of warm-up; 1-worker proxies on CPU 0, 2-worker on CPUs 0-1; load generator and upstream on CPU 1"
+echo "- CPU vs nginx: this row's server CPU per request over nginx's doing the same kind of work (plain, TLS, h2c clients, gRPC); h2load rows show the mean in p50 and the maximum in p99"
+echo
+echo "| row | workers | server CPU µs/req | CPU vs nginx | req/s | p50 ms | p99 ms | req/s vs nginx | req/s vs HAProxy JWT |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for id in "${order[@]}"; do
   w=${workers_of[$id]}
-  ref=$w; [[ $ref == - ]] && ref=1
-  if [[ $id == paced-* ]]; then vs_nginx="–" vs_haproxy="–"
-  else vs_nginx=$(ratio "${rps[$id]}" "${rps[nginx-$ref]:-}"); vs_haproxy=$(ratio "${rps[$id]}" "${rps[haproxy-$ref]:-}")
-  fi
-  echo "| ${label[$id]}${flag[$id]} | $w | ${rps[$id]} | ${p50[$id]} | ${p99[$id]} | $vs_nginx | $vs_haproxy | ${cpu_us[$id]} |"
+  ref=$(reference_of "$id")
+  haproxy_ref=haproxy-$w; [[ $w == - || $id == paced-* || $id == h2-* || $id == grpc-* ]] && haproxy_ref=""
+  echo "| ${label[$id]}${flag[$id]} | $w | ${cpu_us[$id]} | $(ratio "${cpu_us[$id]}" "${cpu_us[$ref]:-}") | ${rps[$id]} | ${p50[$id]} | ${p99[$id]} | $(ratio "${rps[$id]}" "${rps[$ref]:-}") | $(ratio "${rps[$id]}" "${rps[$haproxy_ref]:-}") |"
 done
 echo
 echo "Token cache during the last rotation row: $cache_counts"
@@ -619,17 +788,19 @@ echo "Memory, 1 worker, wrk -c$mem_connections for ${mem_seconds} s:"
 echo "- ${mem[nginx]} (master + worker)"
 echo "- ${mem[authgate]}"
 echo
-echo "Targets:"
+echo "Targets (CPU per request first: the figure other load on the machine disturbs least):"
 for w in "${worker_counts[@]}"; do
-  faster "authgate JWT cached vs HAProxy JWT, $w worker(s)" "ag-jwt-$w" "haproxy-$w" 3.0
-  faster "authgate JWT cached vs nginx plain, $w worker(s)" "ag-jwt-$w" "nginx-$w" 1.0
-  faster "authgate $rotation tokens vs HAProxy JWT, $w worker(s)" "ag-10k-$w" "haproxy-$w" 1.0
-  faster "authgate API key vs nginx plain, $w worker(s)" "ag-key-$w" "nginx-$w" 1.0
+  cheaper "authgate public route vs nginx plain proxy, $w worker(s)" "ag-public-$w" "nginx-$w" 1.15
+  cheaper "authgate JWT RS256 cached vs nginx plain, $w worker(s)" "ag-jwt-$w" "nginx-$w" 1.25
+  cheaper "authgate API key vs nginx plain, $w worker(s)" "ag-key-$w" "nginx-$w" 1.25
+  cheaper "authgate TLS 1.3 + JWT vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.25
+  cheaper "authgate $rotation rotating tokens vs HAProxy jwt_verify, $w worker(s)" "ag-10k-$w" "haproxy-$w" 0.80
   limiter=$(awk -v a="${cpu_us[ag-key-rl-$w]:-}" -v b="${cpu_us[ag-key-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.2f", a - b }')
   target "rate limit's CPU µs/req over API key alone, $w worker(s)" "$limiter" "<=" 0.5
-  faster "authgate TLS vs nginx TLS, $w worker(s)" "ag-tls-$w" "nginx-tls-$w" 1.0
   added=$(awk -v a="${cpu_us[nginx-fa-$w]:-}" -v b="${cpu_us[nginx-$w]:-}" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", a - b }')
   echo "- forward-auth: CPU µs/req that auth_request → authgate adds to nginx plain, $w worker(s): ${added:-not measured} (authgate's decisions: ${cpu_also[nginx-fa-$w]:-not measured}; a JWT request authgate proxies itself: ${cpu_us[ag-jwt-$w]:-not measured})"
 done
+echo "- HTTP/2 clients, authgate public vs nginx: $(ratio "${cpu_us[h2-ag]:-}" "${cpu_us[h2-nginx]:-}") by CPU per request"
+echo "- gRPC unary, authgate with a JWT vs nginx grpc_pass without auth: $(ratio "${cpu_us[grpc-ag]:-}" "${cpu_us[grpc-nginx]:-}") by CPU per request; req/s $(ratio "${rps[grpc-ag]:-}" "${rps[grpc-direct]:-}") of the gRPC server's own"
 target "p99 at a fixed rate, authgate JWT vs nginx plain" "$(ratio "${p99[paced-ag]:-}" "${p99[paced-nginx]:-}")" "<=" 1.2
 target "authgate RSS MB with $mem_connections connections" "$(mb "${rss_kib[authgate]:-0}")" "<=" 30

@@ -50,7 +50,7 @@ pub use state::{redacted_url, OnFailure, RedisSettings, StateBackend};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
 };
-pub use upstreams::{parse_target, Target, UpstreamSettings};
+pub use upstreams::{parse_target, PoolLimits, Target, UpstreamProtocol, UpstreamSettings};
 
 /// The upstream name routes use for the built-in echo responder.
 pub const BUILTIN_ECHO: &str = "builtin:echo";
@@ -729,6 +729,17 @@ impl Validator<'_> {
             }
         }
         upgrades
+    }
+
+    /// A whole number of at least zero.
+    fn count(&mut self, value: Option<&toml::Spanned<i64>>, default: usize, key: &str) -> usize {
+        match value {
+            None => default,
+            Some(v) => usize::try_from(*v.get_ref()).unwrap_or_else(|_| {
+                self.error(v.span(), format!("`{key}` must be zero or more"));
+                default
+            }),
+        }
     }
 
     fn positive(&mut self, value: Option<&toml::Spanned<i64>>, default: usize, key: &str) -> usize {

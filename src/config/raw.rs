@@ -231,6 +231,11 @@ pub struct RawUpstream {
     pub preserve_host: Option<bool>,
     pub ca: Option<Text>,
     pub credentials: Option<Spanned<RawCredentials>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub max_pending: Option<Spanned<i64>>,
+    pub max_idle: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Text>,
+    pub protocol: Option<Text>,
 }
 
 /// `credentials = { header = "…", value = "…" | value_file = "…" }` or `{ query = "…", value = "…" }`.

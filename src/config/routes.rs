@@ -304,6 +304,8 @@ impl Validator<'_> {
                     preserve_host: true,
                     ca: Vec::new(),
                     credential: None,
+                    pool: super::upstreams::PoolLimits::default(),
+                    protocol: super::upstreams::UpstreamProtocol::default(),
                 });
             return Some(RouteTarget::Upstream(value));
         }

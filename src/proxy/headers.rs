@@ -1,7 +1,10 @@
 //! Header rewriting between client and upstream.
 //!
 //! - Hop-by-hop headers (RFC 9110 §7.6.1) describe one connection, not the message: they are
-//!   removed in both directions, together with every header the `Connection` header names.
+//!   removed in both directions, together with every header the `Connection` header names. Two
+//!   things survive on purpose: `TE: trailers` (a client saying it takes trailers, which gRPC
+//!   servers expect to hear, and the one `TE` value HTTP/2 allows) and `Trailer` (which fields
+//!   come as trailers: without it, an HTTP/1.1 hop drops them).
 //! - `X-Forwarded-For/-Proto/-Host` and `Forwarded` (RFC 7239) tell the upstream about the
 //!   original client. A client could write anything there, so values already present are kept
 //!   (and appended to) only when the peer is one of `trusted_proxies`; otherwise they are
@@ -12,13 +15,13 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, COOKIE, FORWARDED, PROXY_AUTHENTICATE,
-    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
+    PROXY_AUTHORIZATION, TE, TRANSFER_ENCODING, UPGRADE,
 };
 use ipnet::IpNet;
 
 /// Headers that only concern one hop, whatever `Connection` says. Kept as `HeaderName`s so
 /// removing them hashes a ready name instead of parsing a string for each of them per request.
-static HOP_BY_HOP: [HeaderName; 9] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     CONNECTION,
     // The settings of an h2c upgrade (RFC 9113 §3.2.1, connection-specific), never passed on.
     HeaderName::from_static("http2-settings"),
@@ -27,7 +30,6 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     PROXY_AUTHENTICATE,
     PROXY_AUTHORIZATION,
     TE,
-    TRAILER,
     TRANSFER_ENCODING,
 ];
 
@@ -60,8 +62,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             .filter(|name| !(keep_upgrade && *name == UPGRADE));
         doomed.extend(named);
     }
+    let takes_trailers = doomed.contains(&TE)
+        && headers.get_all(TE).iter().any(|value| {
+            value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
     for name in doomed {
         headers.remove(name);
+    }
+    if takes_trailers {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
     }
     if keep_upgrade {
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
@@ -314,7 +326,7 @@ mod tests {
             ("connection", "keep-alive, X-Secret"),
             ("connection", "x-other"),
             ("keep-alive", "timeout=5"),
-            ("te", "trailers"),
+            ("te", "gzip"),
             ("transfer-encoding", "chunked"),
             ("upgrade", "websocket"),
             ("proxy-authorization", "Basic abc"),
@@ -325,6 +337,19 @@ mod tests {
         remove_hop_by_hop(&mut map, false);
         let left: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-kept"]);
+    }
+
+    #[test]
+    fn te_trailers_and_the_trailer_declaration_pass() {
+        let mut map = headers(&[
+            ("connection", "te"),
+            ("te", "gzip, Trailers"),
+            ("trailer", "grpc-status"),
+        ]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(map["te"], "trailers");
+        assert_eq!(map["trailer"], "grpc-status");
+        assert!(!map.contains_key("connection"));
     }
 
     #[test]

@@ -10,6 +10,8 @@ use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use super::pool::PooledBody;
+
 use crate::config::UsageFormat;
 use crate::error::GatewayError;
 use crate::metering::body::MeteredBody;
@@ -126,7 +128,7 @@ pub async fn prepare(
 }
 
 /// Wraps the upstream's response body so its usage settles `metering` as it streams.
-pub fn wrap(response: Response<Incoming>, mut metering: Metering) -> Response<Body> {
+pub fn wrap(response: Response<PooledBody>, mut metering: Metering) -> Response<Body> {
     let event_stream = response
         .headers()
         .get(CONTENT_TYPE)

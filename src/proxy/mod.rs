@@ -8,8 +8,10 @@ pub mod admission;
 pub mod consumer;
 pub mod echo;
 pub mod forward_auth;
+pub mod grpc;
 pub mod headers;
 pub mod metered;
+pub mod pool;
 pub mod routes;
 pub mod upgrade;
 pub mod upstream;
@@ -76,6 +78,10 @@ pub async fn handle(
     let method = request.method().clone();
     let uri = request.uri().clone();
     let bytes_in = content_length(request.headers());
+    // A gRPC client reads refusals from `grpc-status`, so it gets them that way.
+    let grpc_call = grpc::is_call(request.headers());
+    // A gRPC refusal travels as HTTP 200; metrics and the log count the status it stands for.
+    let mut refused_status = None;
     let mut exchange = Exchange {
         logged: crate::access_log::enabled(),
         ..Exchange::default()
@@ -112,15 +118,24 @@ pub async fn handle(
                 }
                 _ => error.status(),
             };
+            let message = grpc_call.then(|| error.to_string());
             let mut response = error.into_response(request_id.to_str().unwrap_or_default());
             *response.status_mut() = status;
-            response
+            match message {
+                // A proxy asking for a forward-auth decision reads HTTP statuses, whatever the
+                // request it describes.
+                Some(message) if !exchange.forward_auth => {
+                    refused_status = Some(status.as_u16());
+                    grpc::refusal(&message, response)
+                }
+                _ => response,
+            }
         }
     };
     response
         .headers_mut()
         .insert(X_REQUEST_ID.clone(), request_id);
-    let status = response.status().as_u16();
+    let status = refused_status.unwrap_or_else(|| response.status().as_u16());
     let duration = started.elapsed();
     let metrics: &RouteMetrics = match exchange.metrics {
         Some(metrics) => metrics,
@@ -256,7 +271,7 @@ async fn forward<'s>(
     let headers = request.headers_mut();
     headers::remove_hop_by_hop(headers, client_upgrade.is_some());
     if http2 {
-        // The upstream speaks HTTP/1.1, where cookie crumbs must be one field.
+        // An HTTP/1.1 upstream needs cookie crumbs as one field (one is fine in HTTP/2 too).
         headers::join_cookie_crumbs(headers);
     }
     headers::set_forwarding(
@@ -307,8 +322,6 @@ async fn forward<'s>(
         upstream_credentials::apply(&mut request, credential)?;
     }
 
-    // The upstream speaks HTTP/1.1 whatever the client spoke; the body streams through.
-    *request.version_mut() = Version::HTTP_11;
     // A metered route reserves the request's worst case against the consumer's tokens and
     // budget last, when nothing else can refuse it, and before the upstream is called.
     let (request, metering) = match route.usage {
@@ -352,10 +365,23 @@ async fn forward<'s>(
     if exchange.logged {
         exchange.upstream = Some(upstream.settings().name.clone());
     }
-    let mut response = upstream.send(request).await.inspect_err(|error| {
+    // A gRPC caller's deadline bounds the wait for the response head too, when it is shorter
+    // than the upstream's `timeout`; the header itself goes on, for the upstream to honour.
+    let grpc_deadline = grpc::is_call(request.headers())
+        .then(|| grpc::timeout(request.headers()))
+        .flatten();
+    let sending = upstream.send(request);
+    let sent = match grpc_deadline {
+        Some(deadline) => tokio::time::timeout(deadline, sending)
+            .await
+            .unwrap_or(Err(GatewayError::UpstreamTimeout)),
+        None => sending.await,
+    };
+    let mut response = sent.inspect_err(|error| {
         let kind = match error {
             GatewayError::UpstreamUnreachable => "connect",
             GatewayError::UpstreamTimeout => "timeout",
+            GatewayError::UpstreamOverloaded => "overloaded",
             GatewayError::BodyTooLarge | GatewayError::BadRequest(_) => return,
             _ => "failed",
         };

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod certs;
+pub mod grpc;
 pub mod idp;
 pub mod limits;
 pub mod nginx;

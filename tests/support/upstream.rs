@@ -34,6 +34,8 @@ pub struct Upstream {
     pub addr: SocketAddr,
     /// Requests whose head has arrived.
     pub requests: Arc<AtomicUsize>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -64,12 +66,15 @@ pub async fn start_with_tls(name: &'static str, tls: Option<TlsAcceptor>) -> Ups
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let requests = Arc::new(AtomicUsize::new(0));
+    let connections = Arc::new(AtomicUsize::new(0));
     let counter = requests.clone();
+    let accepted = connections.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let counter = counter.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
@@ -96,7 +101,11 @@ pub async fn start_with_tls(name: &'static str, tls: Option<TlsAcceptor>) -> Ups
             });
         }
     });
-    Upstream { addr, requests }
+    Upstream {
+        addr,
+        requests,
+        connections,
+    }
 }
 
 async fn answer(
