@@ -486,12 +486,14 @@ impl Authenticator {
     /// Verifies a token that `issuer_id` issued to `audience` rather than to an API (an OpenID
     /// Connect ID token or logout token, whose audience is the gateway's client id): the same
     /// checks as a bearer token's (algorithms, signature, `exp`/`nbf`/`iat`, `iss`, `aud`),
-    /// with the issuer's roles. Never cached: such a token is checked once.
+    /// with the issuer's roles. `subject_claim` is the claim that must name a subject (`sub`
+    /// for an ID token). Never cached: such a token is checked once.
     pub async fn verify_issued_to(
         &self,
         issuer_id: &str,
         token: &str,
         audience: &str,
+        subject_claim: &str,
     ) -> Result<(Arc<Issuer>, Verified), AuthError> {
         let (index, issuer) = self
             .issuer(issuer_id)
@@ -506,7 +508,7 @@ impl Authenticator {
         let rules = ClaimRules {
             issuer: &issuer.settings.issuer,
             audiences: &audiences,
-            subject_claim: "sub",
+            subject_claim,
             leeway: i64::try_from(issuer.settings.leeway.as_secs()).unwrap_or(i64::MAX),
             now: unix_now(),
         };

@@ -260,7 +260,12 @@ impl SignIn {
         SignInError,
     > {
         let verified = auth
-            .verify_issued_to(&self.settings.issuer, id_token, &self.settings.client_id)
+            .verify_issued_to(
+                &self.settings.issuer,
+                id_token,
+                &self.settings.client_id,
+                "sub",
+            )
             .await
             .map_err(|error| match error {
                 AuthError::KeysUnavailable { .. } => SignInError::ProviderNotReady,

@@ -72,8 +72,15 @@ impl SignIn {
         auth: &Authenticator,
         token: &str,
     ) -> Result<usize, SignInError> {
+        // A logout token may name a provider session (`sid`) and no subject; its `jti`, which
+        // it must have, stands in as the verifier's subject, and `sub` is read below.
         let (_, verified) = auth
-            .verify_issued_to(&self.settings.issuer, token, &self.settings.client_id)
+            .verify_issued_to(
+                &self.settings.issuer,
+                token,
+                &self.settings.client_id,
+                "jti",
+            )
             .await
             .map_err(|error| match error {
                 AuthError::KeysUnavailable { .. } => SignInError::ProviderNotReady,

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod idp;
 pub mod limits;
 pub mod nginx;
+pub mod oidc;
 pub mod provider;
 pub mod raw_upstream;
 pub mod redis;
