@@ -17,6 +17,17 @@ const COOKIE_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway-one";
 /// A gateway with sign-in through `provider`, a protected app on `upstream` (sessions or
 /// JWTs), and a public landing page; `extra` is appended.
 fn config(provider: &Provider, upstream: &str, secret: &str, extra: &str) -> String {
+    config_with_state(provider, upstream, secret, "data_dir = \"data\"", extra)
+}
+
+/// [`config`] with this `[state]` section.
+fn config_with_state(
+    provider: &Provider,
+    upstream: &str,
+    secret: &str,
+    state: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"[server]
 http = "127.0.0.1:0"
@@ -25,7 +36,7 @@ http = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 
 [state]
-data_dir = "data"
+{state}
 
 [identity]
 claims = {{ email = "X-Auth-Email", groups = "X-Auth-Groups" }}
@@ -126,15 +137,21 @@ async fn metrics(gateway: &TestGateway) -> String {
         .text()
 }
 
-/// Waits (at most 5 s) until /metrics holds `line`.
-async fn wait_for_metric(gateway: &TestGateway, line: &str) {
+/// Waits (at most 5 s) until the active-sessions gauge shows at least one session. (The
+/// recorder is the test process's: gateways of tests running at once all set the one gauge.)
+async fn wait_for_active_sessions(gateway: &TestGateway) {
     for _ in 0..500 {
-        if metrics(gateway).await.lines().any(|l| l == line) {
+        let text = metrics(gateway).await;
+        let active = text
+            .lines()
+            .find_map(|l| l.strip_prefix("authgate_sessions_active "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if active.is_some_and(|n| n >= 1.0) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no `{line}` in:\n{}", metrics(gateway).await);
+    panic!("no active session in:\n{}", metrics(gateway).await);
 }
 
 #[tokio::test]
@@ -235,7 +252,7 @@ async fn a_browser_signs_in_and_the_upstream_sees_the_user_never_the_cookie() {
         .await
         .lines()
         .any(|l| l.starts_with("authgate_sign_ins_total ")));
-    wait_for_metric(&s.gateway, "authgate_sessions_active 1").await;
+    wait_for_active_sessions(&s.gateway).await;
     assert!(
         s.upstream
             .requests
@@ -696,7 +713,7 @@ async fn expired_provider_tokens_are_refreshed_once_however_many_requests_wait()
     assert!(last["body"].get("client_secret").is_none());
     assert!(metrics(&s.gateway)
         .await
-        .contains("authgate_session_refreshes_total{result=\"ok\"} 1"));
+        .contains("authgate_session_refreshes_total{result=\"ok\"}"));
 
     // A refresh the provider refuses (the user was disabled there) ends the session.
     s.provider
@@ -718,6 +735,76 @@ async fn expired_provider_tokens_are_refreshed_once_however_many_requests_wait()
         .await;
     reply.assert_status(401);
     assert!(reply.text().contains("session has ended"));
+}
+
+#[tokio::test]
+async fn a_fleet_shares_sessions_sign_ins_and_logouts_through_redis() {
+    if !support::redis::available() || !oidc::node_available() {
+        return;
+    }
+    let redis = support::redis::RedisServer::start();
+    let provider = Provider::start();
+    let upstream = support::upstream::start("app").await;
+    // A loaded test machine: the session read on the request path gets half a second.
+    let state = format!(
+        "backend = \"redis\"\nurl = \"{}\"\ntimeout = \"500ms\"",
+        redis.url()
+    );
+    let fleet =
+        |secret: &'static str| config_with_state(&provider, &upstream.url(), secret, &state, "");
+    let a = start_gateway(&fleet(COOKIE_SECRET)).await;
+    let b = start_gateway(&fleet(COOKIE_SECRET)).await;
+    let stranger = start_gateway(&fleet("a-gateway-outside-the-fleet-with-its-own-key")).await;
+    for gateway in [&a, &b, &stranger] {
+        wait_ready(gateway).await;
+    }
+    provider
+        .set(json!({"id_token": {"sid": "fleet-session"}}))
+        .await;
+
+    // A sign-in started at A may finish at B (one store), and only once in the whole fleet.
+    let mut browser = Browser::default();
+    let callback = begin(&mut browser, &a.url("/")).await;
+    let at_b = callback.replace(&a.http.unwrap().to_string(), &b.http.unwrap().to_string());
+    browser.visit(&at_b).await.assert_status(302);
+    browser.visit(&callback).await.assert_status(400);
+
+    // Signed in once, known to every gateway of the fleet (and to no other).
+    let xhr = |gateway: &TestGateway| gateway.url("/api");
+    for gateway in [&a, &b] {
+        let reply = browser
+            .request("GET", &xhr(gateway), &[("accept", "application/json")])
+            .await;
+        reply.assert_status(200);
+        assert_eq!(reply.json()["headers"]["x-auth-subject"], "johndoe");
+    }
+    browser
+        .request("GET", &xhr(&stranger), &[("accept", "application/json")])
+        .await
+        .assert_status(401);
+    wait_for_active_sessions(&b).await;
+
+    // The provider's back-channel logout reaches B; A refuses the session on its next request.
+    let token = provider
+        .sign(
+            json!({"aud": "authgate", "jti": "fleet-logout", "sid": "fleet-session",
+                   "events": {"http://schemas.openid.net/event/backchannel-logout": {}}}),
+            Some("logout+jwt"),
+        )
+        .await;
+    let request = http::Request::post(b.url("/_authgate/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "logout_token={token}"
+        ))))
+        .unwrap();
+    support::send(&support::http1_client(), request)
+        .await
+        .assert_status(200);
+    browser
+        .request("GET", &xhr(&a), &[("accept", "application/json")])
+        .await
+        .assert_status(401);
 }
 
 #[test]
