@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::oidc::{self, query_param, with_param, Browser, Provider};
-use support::{start_gateway, TestGateway};
+use support::{start_gateway, wait_ready, TestGateway};
 
 const COOKIE_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway-one";
 
@@ -82,17 +82,6 @@ auth = ["session", "jwt"]
     )
 }
 
-async fn wait_ready(gateway: &TestGateway) {
-    let url = format!("http://{}/readyz", gateway.admin.unwrap());
-    for _ in 0..1000 {
-        if support::get(&url).await.status() == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("not ready within 10 s");
-}
-
 struct Setup {
     provider: Provider,
     upstream: support::upstream::Upstream,
@@ -129,6 +118,17 @@ async fn begin(browser: &mut Browser, url: &str) -> String {
 async fn sign_in(browser: &mut Browser, gateway: &TestGateway, path: &str) -> support::Reply {
     let callback = begin(browser, &gateway.url(path)).await;
     browser.visit(&callback).await
+}
+
+/// The provider's back-channel logout: `logout_token` POSTed to the gateway's logout path.
+async fn post_logout_token(gateway: &TestGateway, token: String) -> support::Reply {
+    let request = http::Request::post(gateway.url("/_authgate/logout"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
+            "logout_token={token}"
+        ))))
+        .unwrap();
+    support::send(&support::http1_client(), request).await
 }
 
 async fn metrics(gateway: &TestGateway) -> String {
@@ -234,13 +234,7 @@ async fn a_browser_signs_in_and_the_upstream_sees_the_user_never_the_cookie() {
     assert!(headers.get("authorization").is_none());
 
     // A script's request from the page rides the same session.
-    let xhr = browser
-        .request(
-            "GET",
-            &s.gateway.url("/api/orders"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let xhr = browser.fetch(&s.gateway.url("/api/orders")).await;
     xhr.assert_status(200);
     // Roles come from the `groups` claim, like a JWT's.
     browser
@@ -266,13 +260,7 @@ async fn scripts_without_a_session_get_401_and_roles_still_apply() {
     let Some(s) = setup("").await else { return };
     let mut browser = Browser::default();
     // XHR / fetch without a session: the contract's 401 body, never a redirect.
-    let xhr = browser
-        .request(
-            "GET",
-            &s.gateway.url("/api/orders"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let xhr = browser.fetch(&s.gateway.url("/api/orders")).await;
     xhr.assert_status(401);
     let body = xhr.json();
     assert_eq!(body["error"], "unauthorized");
@@ -474,9 +462,7 @@ async fn a_session_cookie_made_with_another_gateway_key_is_refused() {
     ))
     .await;
     wait_ready(&other).await;
-    let xhr = browser
-        .request("GET", &other.url("/"), &[("accept", "application/json")])
-        .await;
+    let xhr = browser.fetch(&other.url("/")).await;
     xhr.assert_status(401);
     assert!(xhr.text().contains("session has ended"), "{}", xhr.text());
     // A navigation is sent to sign in again instead.
@@ -495,13 +481,7 @@ async fn a_session_cookie_made_with_another_gateway_key_is_refused() {
         "authgate".into(),
         format!("{}{flipped}", &value[..value.len() - 1]),
     );
-    let reply = tampered
-        .request(
-            "GET",
-            &s.gateway.url("/"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let reply = tampered.fetch(&s.gateway.url("/")).await;
     reply.assert_status(401);
     let twice = browser
         .request(
@@ -533,17 +513,7 @@ async fn back_channel_logout_ends_the_session_on_the_next_request() {
         .assert_status(302);
 
     let event = json!({"http://schemas.openid.net/event/backchannel-logout": {}});
-    let post = |token: String| {
-        let url = s.gateway.url("/_authgate/logout");
-        async move {
-            let body = format!("logout_token={token}");
-            let request = http::Request::post(url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .unwrap();
-            support::send(&support::http1_client(), request).await
-        }
-    };
+    let post = |token: String| post_logout_token(&s.gateway, token);
     // Tokens that are not logout tokens for this client change nothing.
     for (claims, why) in [
         (
@@ -583,13 +553,7 @@ async fn back_channel_logout_ends_the_session_on_the_next_request() {
     let reply = post(token.clone()).await;
     reply.assert_status(200);
     assert_eq!(reply.header("cache-control"), Some("no-store"));
-    let after = browser
-        .request(
-            "GET",
-            &s.gateway.url("/"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let after = browser.fetch(&s.gateway.url("/")).await;
     after.assert_status(401);
     second.visit(&s.gateway.url("/")).await.assert_status(200);
     // Replayed: refused.
@@ -604,14 +568,7 @@ async fn back_channel_logout_ends_the_session_on_the_next_request() {
         )
         .await;
     post(token).await.assert_status(200);
-    second
-        .request(
-            "GET",
-            &s.gateway.url("/"),
-            &[("accept", "application/json")],
-        )
-        .await
-        .assert_status(401);
+    second.fetch(&s.gateway.url("/")).await.assert_status(401);
     assert!(metrics(&s.gateway)
         .await
         .contains("authgate_logouts_total{kind=\"back_channel\"}"));
@@ -654,14 +611,7 @@ async fn rp_initiated_logout_goes_to_end_session_with_the_id_token_hint() {
 
     // The old cookie opens nothing any more.
     let mut replayed = before;
-    replayed
-        .request(
-            "GET",
-            &s.gateway.url("/"),
-            &[("accept", "application/json")],
-        )
-        .await
-        .assert_status(401);
+    replayed.fetch(&s.gateway.url("/")).await.assert_status(401);
     // Logging out without a session lands on the page directly.
     let mut nobody = Browser::default();
     let reply = nobody.visit(&s.gateway.url("/_authgate/logout")).await;
@@ -687,11 +637,7 @@ async fn expired_provider_tokens_are_refreshed_once_however_many_requests_wait()
     for _ in 0..20 {
         let mut browser = browser.clone();
         let url = s.gateway.url("/api");
-        requests.push(tokio::spawn(async move {
-            browser
-                .request("GET", &url, &[("accept", "application/json")])
-                .await
-        }));
+        requests.push(tokio::spawn(async move { browser.fetch(&url).await }));
     }
     for request in requests {
         let reply = request.await.unwrap();
@@ -726,13 +672,7 @@ async fn expired_provider_tokens_are_refreshed_once_however_many_requests_wait()
     s.provider
         .set(json!({"refresh_error": "invalid_grant"}))
         .await;
-    let reply = doomed
-        .request(
-            "GET",
-            &s.gateway.url("/api"),
-            &[("accept", "application/json")],
-        )
-        .await;
+    let reply = doomed.fetch(&s.gateway.url("/api")).await;
     reply.assert_status(401);
     assert!(reply.text().contains("session has ended"));
 }
@@ -772,16 +712,11 @@ async fn a_fleet_shares_sessions_sign_ins_and_logouts_through_redis() {
     // Signed in once, known to every gateway of the fleet (and to no other).
     let xhr = |gateway: &TestGateway| gateway.url("/api");
     for gateway in [&a, &b] {
-        let reply = browser
-            .request("GET", &xhr(gateway), &[("accept", "application/json")])
-            .await;
+        let reply = browser.fetch(&xhr(gateway)).await;
         reply.assert_status(200);
         assert_eq!(reply.json()["headers"]["x-auth-subject"], "johndoe");
     }
-    browser
-        .request("GET", &xhr(&stranger), &[("accept", "application/json")])
-        .await
-        .assert_status(401);
+    browser.fetch(&xhr(&stranger)).await.assert_status(401);
     wait_for_active_sessions(&b).await;
 
     // The provider's back-channel logout reaches B; A refuses the session on its next request.
@@ -792,19 +727,8 @@ async fn a_fleet_shares_sessions_sign_ins_and_logouts_through_redis() {
             Some("logout+jwt"),
         )
         .await;
-    let request = http::Request::post(b.url("/_authgate/logout"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(http_body_util::Full::new(bytes::Bytes::from(format!(
-            "logout_token={token}"
-        ))))
-        .unwrap();
-    support::send(&support::http1_client(), request)
-        .await
-        .assert_status(200);
-    browser
-        .request("GET", &xhr(&a), &[("accept", "application/json")])
-        .await
-        .assert_status(401);
+    post_logout_token(&b, token).await.assert_status(200);
+    browser.fetch(&xhr(&a)).await.assert_status(401);
 }
 
 #[test]

@@ -17,15 +17,11 @@ use support::start_gateway;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn chromium_available() -> bool {
-    let found = Path::new(CHROMIUM).is_file();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{CHROMIUM} is missing in CI: .ci/run installs it"
-        );
-        eprintln!("skipped: {CHROMIUM} is not installed (apt-get install chromium)");
-    }
-    found
+    support::installed_or_skip(
+        Path::new(CHROMIUM).is_file(),
+        CHROMIUM,
+        "apt-get install chromium",
+    )
 }
 
 #[tokio::test]
@@ -82,13 +78,7 @@ auth = ["session"]
         upstream = upstream.url(),
     ))
     .await;
-    let ready = format!("http://{}/readyz", gateway.admin.unwrap());
-    for _ in 0..1000 {
-        if support::get(&ready).await.status() == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait_ready(&gateway).await;
 
     let start = gateway.url("/dashboard?tab=1");
     let api = gateway.url("/api/orders");

@@ -125,12 +125,7 @@ impl SignIn {
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &pkce_challenge(&verifier))
             .append_pair("code_challenge_method", "S256");
-        let separator = if endpoints.authorization.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let location = format!("{}{separator}{}", endpoints.authorization, query.finish());
+        let location = provider::with_query(&endpoints.authorization, &query.finish());
         Ok(Redirect {
             location: HeaderValue::from_str(&location)
                 .map_err(|_| SignInError::ProviderNotReady)?,

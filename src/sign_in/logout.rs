@@ -54,8 +54,7 @@ impl SignIn {
                     .append_pair("id_token_hint", &record.id_token)
                     .append_pair("post_logout_redirect_uri", &landing)
                     .append_pair("client_id", &self.settings.client_id);
-                let separator = if endpoint.contains('?') { '&' } else { '?' };
-                format!("{endpoint}{separator}{}", query.finish())
+                provider::with_query(&endpoint, &query.finish())
             }
             _ => self.settings.logout_redirect.clone(),
         };

@@ -56,6 +56,12 @@ pub fn endpoints(issuer: &Issuer) -> Option<Endpoints> {
     })
 }
 
+/// `endpoint` with `query` appended (after `&` when it has a query of its own already).
+pub fn with_query(endpoint: &str, query: &str) -> String {
+    let separator = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{separator}{query}")
+}
+
 /// A token endpoint's answer.
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {

@@ -158,73 +158,51 @@ impl RedisSessions {
         Ok(usize::try_from(ended).unwrap_or(0))
     }
 
+    /// Runs one command off the request path.
+    async fn command<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        command: redis::Cmd,
+    ) -> Result<T, StateError> {
+        self.redis
+            .run(
+                "session_write",
+                self.redis.off_path_bound(),
+                move |mut connection| async move { command.query_async::<T>(&mut connection).await },
+            )
+            .await
+    }
+
     pub(super) async fn put_pending(
         &self,
         key: &str,
         record: &PendingRecord,
     ) -> Result<(), StateError> {
-        let key = format!("{PREFIX}:pending:{key}");
-        let value = encode(record)?;
-        let expires_at = record.expires_at;
-        self.redis
-            .run(
-                "session_write",
-                self.redis.off_path_bound(),
-                move |mut connection| async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(&value)
-                        .arg("EXAT")
-                        .arg(expires_at)
-                        .query_async::<()>(&mut connection)
-                        .await
-                },
-            )
-            .await
+        let mut set = redis::cmd("SET");
+        set.arg(format!("{PREFIX}:pending:{key}"))
+            .arg(encode(record)?)
+            .arg("EXAT")
+            .arg(record.expires_at);
+        self.command::<()>(set).await
     }
 
     pub(super) async fn take_pending(
         &self,
         key: &str,
     ) -> Result<Option<PendingRecord>, StateError> {
-        let key = format!("{PREFIX}:pending:{key}");
         // GETDEL: of two callbacks with one state, across the whole fleet, one gets it.
-        let text = self
-            .redis
-            .run(
-                "session_write",
-                self.redis.off_path_bound(),
-                move |mut connection| async move {
-                    redis::cmd("GETDEL")
-                        .arg(&key)
-                        .query_async::<Option<String>>(&mut connection)
-                        .await
-                },
-            )
-            .await?;
-        decode(text)
+        let mut take = redis::cmd("GETDEL");
+        take.arg(format!("{PREFIX}:pending:{key}"));
+        decode(self.command::<Option<String>>(take).await?)
     }
 
     pub(super) async fn first_use(&self, key: &str, expires_at: i64) -> Result<bool, StateError> {
-        let key = format!("{PREFIX}:seen:{key}");
-        let set = self
-            .redis
-            .run(
-                "session_write",
-                self.redis.off_path_bound(),
-                move |mut connection| async move {
-                    redis::cmd("SET")
-                        .arg(&key)
-                        .arg(1)
-                        .arg("NX")
-                        .arg("EXAT")
-                        .arg(expires_at.max(crate::auth::unix_now() + 1))
-                        .query_async::<Option<String>>(&mut connection)
-                        .await
-                },
-            )
-            .await?;
-        Ok(set.is_some())
+        let mut set = redis::cmd("SET");
+        set.arg(format!("{PREFIX}:seen:{key}"))
+            .arg(1)
+            .arg("NX")
+            .arg("EXAT")
+            .arg(expires_at.max(crate::auth::unix_now() + 1));
+        Ok(self.command::<Option<String>>(set).await?.is_some())
     }
 
     pub(super) async fn count(&self, now: i64) -> Result<u64, StateError> {

@@ -27,19 +27,7 @@ pub fn package_dir() -> PathBuf {
 
 /// Whether Node is installed; when it is not, prints why the caller skips (and panics in CI).
 pub fn node_available() -> bool {
-    let found = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "node is missing in CI: .ci/run installs it"
-        );
-        eprintln!("skipped: node is not installed (apt-get install nodejs npm)");
-    }
-    found
+    super::installed_or_skip(super::runs("node"), "node", "apt-get install nodejs npm")
 }
 
 fn installed(dir: &Path) -> bool {
@@ -243,6 +231,12 @@ impl Browser {
             ],
         )
         .await
+    }
+
+    /// A script's request (`fetch`, XHR): JSON accepted, no navigation.
+    pub async fn fetch(&mut self, url: &str) -> Reply {
+        self.request("GET", url, &[("accept", "application/json")])
+            .await
     }
 
     /// A navigation to `url`, following redirects (at most 10) as a browser does; every hop.
