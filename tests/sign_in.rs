@@ -14,72 +14,10 @@ use support::{start_gateway, wait_ready, TestGateway};
 
 const COOKIE_SECRET: &str = "0123456789abcdef0123456789abcdef-gateway-one";
 
-/// A gateway with sign-in through `provider`, a protected app on `upstream` (sessions or
-/// JWTs), and a public landing page; `extra` is appended.
+/// A gateway with sign-in through `provider` (see [`oidc::gateway_config`]), its sessions in
+/// a redb file.
 fn config(provider: &Provider, upstream: &str, secret: &str, extra: &str) -> String {
-    config_with_state(provider, upstream, secret, "data_dir = \"data\"", extra)
-}
-
-/// [`config`] with this `[state]` section.
-fn config_with_state(
-    provider: &Provider,
-    upstream: &str,
-    secret: &str,
-    state: &str,
-    extra: &str,
-) -> String {
-    format!(
-        r#"[server]
-http = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[state]
-{state}
-
-[identity]
-claims = {{ email = "X-Auth-Email", groups = "X-Auth-Groups" }}
-
-[[issuers]]
-id = "corp"
-issuer = "{issuer}"
-audiences = ["orders-api"]
-discovery = true
-roles_claim = "groups"
-
-[sign_in]
-issuer = "corp"
-client_id = "authgate"
-client_secret = "client-secret-1"
-cookie = "authgate"
-cookie_secure = false
-cookie_secret = "{secret}"
-logout_redirect = "/public"
-session_idle = "1h"
-session_max = "8h"
-
-[[routes]]
-id = "public"
-path = "/public"
-upstream = "builtin:echo"
-public = true
-
-[[routes]]
-id = "admin"
-path = "/admin"
-upstream = "{upstream}"
-auth = ["session"]
-roles = ["admins"]
-
-[[routes]]
-id = "app"
-path = "/"
-upstream = "{upstream}"
-auth = ["session", "jwt"]
-{extra}"#,
-        issuer = provider.issuer(),
-    )
+    oidc::gateway_config(provider, upstream, secret, "data_dir = \"data\"", extra)
 }
 
 struct Setup {
@@ -691,7 +629,7 @@ async fn a_fleet_shares_sessions_sign_ins_and_logouts_through_redis() {
         redis.url()
     );
     let fleet =
-        |secret: &'static str| config_with_state(&provider, &upstream.url(), secret, &state, "");
+        |secret: &'static str| oidc::gateway_config(&provider, &upstream.url(), secret, &state, "");
     let a = start_gateway(&fleet(COOKIE_SECRET)).await;
     let b = start_gateway(&fleet(COOKIE_SECRET)).await;
     let stranger = start_gateway(&fleet("a-gateway-outside-the-fleet-with-its-own-key")).await;

@@ -34,48 +34,12 @@ async fn chromium_signs_in_calls_the_api_and_logs_out() {
         .set(serde_json::json!({"id_token": {"email": "jd@example.com"}}))
         .await;
     let upstream = support::upstream::start("app").await;
-    let gateway = start_gateway(&format!(
-        r#"[server]
-http = "127.0.0.1:0"
-
-[admin]
-listen = "127.0.0.1:0"
-
-[state]
-data_dir = "data"
-
-[identity]
-claims = {{ email = "X-Auth-Email" }}
-
-[[issuers]]
-id = "corp"
-issuer = "{issuer}"
-audiences = ["orders-api"]
-discovery = true
-
-[sign_in]
-issuer = "corp"
-client_id = "authgate"
-client_secret = "client-secret-1"
-# Plain http on 127.0.0.1: a name without a prefix, without Secure (development only).
-cookie = "authgate"
-cookie_secure = false
-cookie_secret = "0123456789abcdef0123456789abcdef-browser"
-logout_redirect = "/public"
-
-[[routes]]
-id = "public"
-path = "/public"
-upstream = "builtin:echo"
-public = true
-
-[[routes]]
-id = "app"
-upstream = "{upstream}"
-auth = ["session"]
-"#,
-        issuer = provider.issuer(),
-        upstream = upstream.url(),
+    let gateway = start_gateway(&oidc::gateway_config(
+        &provider,
+        &upstream.url(),
+        "0123456789abcdef0123456789abcdef-browser",
+        "data_dir = \"data\"",
+        "",
     ))
     .await;
     support::wait_ready(&gateway).await;

@@ -167,6 +167,71 @@ impl Drop for Provider {
     }
 }
 
+/// A gateway with sign-in through `provider` (client `authgate`, an unprefixed cookie without
+/// `Secure` for plain http), its `[state]` section `state`, a protected app on `upstream`
+/// (sessions or JWTs; `/admin` needs the `admins` role from `groups`), and a public landing
+/// page at `/public`; `extra` is appended.
+pub fn gateway_config(
+    provider: &Provider,
+    upstream: &str,
+    secret: &str,
+    state: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[server]
+http = "127.0.0.1:0"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[state]
+{state}
+
+[identity]
+claims = {{ email = "X-Auth-Email", groups = "X-Auth-Groups" }}
+
+[[issuers]]
+id = "corp"
+issuer = "{issuer}"
+audiences = ["orders-api"]
+discovery = true
+roles_claim = "groups"
+
+[sign_in]
+issuer = "corp"
+client_id = "authgate"
+client_secret = "client-secret-1"
+cookie = "authgate"
+cookie_secure = false
+cookie_secret = "{secret}"
+logout_redirect = "/public"
+session_idle = "1h"
+session_max = "8h"
+
+[[routes]]
+id = "public"
+path = "/public"
+upstream = "builtin:echo"
+public = true
+
+[[routes]]
+id = "admin"
+path = "/admin"
+upstream = "{upstream}"
+auth = ["session"]
+roles = ["admins"]
+
+[[routes]]
+id = "app"
+path = "/"
+upstream = "{upstream}"
+auth = ["session", "jwt"]
+{extra}"#,
+        issuer = provider.issuer(),
+    )
+}
+
 /// A client that keeps cookies like a browser (by name, for every 127.0.0.1 port, as browsers
 /// do: cookies do not care about ports) and follows redirects only when asked.
 #[derive(Default, Clone)]
