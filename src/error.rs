@@ -5,10 +5,13 @@
 //! status, headers and body, so every refusal has the contract's shape:
 //! `{"error": "...", "error_description": "...", "request_id": "..."}`.
 
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{
+    HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE, WWW_AUTHENTICATE,
+};
 use http::{Response, StatusCode};
 
 pub use crate::auth::error::{Accepted, AuthError};
+use crate::sign_in::error::{CallbackFailure, SignInError};
 use crate::{full_body, Body};
 
 /// The client's request body failed while it streamed to the upstream: a malformed chunked
@@ -69,6 +72,10 @@ pub enum GatewayError {
     /// The shared limits cannot be decided (Redis is down) and `on_failure = "closed"`.
     #[error("the limits cannot be checked now; retry shortly")]
     LimitsUnavailable,
+    /// Browser sign-in: a navigation sent to the provider, or a callback, logout or start
+    /// that did not go through.
+    #[error("{0}")]
+    SignIn(crate::sign_in::error::SignInError),
 }
 
 fn limit_description(refusal: &crate::limits::Refusal) -> String {
@@ -98,8 +105,14 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout
             | GatewayError::UpstreamOverloaded => Fault::Upstream,
             GatewayError::Auth(AuthError::KeysUnavailable { .. })
+            | GatewayError::Auth(AuthError::SessionsUnavailable)
             | GatewayError::LimitsUnavailable => Fault::Gateway,
             GatewayError::Auth(_) | GatewayError::Limited(_) => Fault::Client,
+            GatewayError::SignIn(error) => match error {
+                SignInError::ProviderNotReady | SignInError::StoreUnavailable => Fault::Gateway,
+                SignInError::ProviderUnreachable => Fault::Upstream,
+                _ => Fault::Client,
+            },
         }
     }
 
@@ -117,12 +130,22 @@ impl GatewayError {
             GatewayError::UpstreamOverloaded => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Auth(AuthError::InsufficientScope { .. } | AuthError::Forbidden(_))
             | GatewayError::UntrustedPeer => StatusCode::FORBIDDEN,
-            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::Auth(
+                AuthError::KeysUnavailable { .. } | AuthError::SessionsUnavailable,
+            ) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Auth(_) => StatusCode::UNAUTHORIZED,
             GatewayError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::LimitsUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SignIn(error) => match error {
+                SignInError::Required(_) => StatusCode::FOUND,
+                SignInError::ProviderNotReady | SignInError::StoreUnavailable => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                SignInError::ProviderUnreachable => StatusCode::BAD_GATEWAY,
+                SignInError::Callback(_)
+                | SignInError::BadReturnTo
+                | SignInError::BadLogoutToken(_) => StatusCode::BAD_REQUEST,
+            },
         }
     }
 
@@ -138,13 +161,26 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "gateway_timeout",
             GatewayError::UpstreamOverloaded => "upstream_overloaded",
             GatewayError::Auth(AuthError::Missing(_)) => "unauthorized",
-            GatewayError::Auth(AuthError::KeysUnavailable { .. }) => "temporarily_unavailable",
+            GatewayError::Auth(
+                AuthError::KeysUnavailable { .. } | AuthError::SessionsUnavailable,
+            ) => "temporarily_unavailable",
             GatewayError::Auth(error) => error.bearer_error().unwrap_or("unauthorized"),
             GatewayError::Limited(refusal) => match refusal.exceeded {
                 crate::limits::Exceeded::Rate => "rate_limited",
                 crate::limits::Exceeded::Quota => "quota_exceeded",
             },
             GatewayError::LimitsUnavailable => "temporarily_unavailable",
+            GatewayError::SignIn(error) => match error {
+                SignInError::Required(_) => "sign_in_required",
+                SignInError::Callback(CallbackFailure::ProviderRefused) => "access_denied",
+                SignInError::Callback(_) | SignInError::BadReturnTo => "invalid_request",
+                // Back-Channel Logout 1.0 §2.8: a refused logout token is `invalid_request`.
+                SignInError::BadLogoutToken(_) => "invalid_request",
+                SignInError::ProviderNotReady | SignInError::StoreUnavailable => {
+                    "temporarily_unavailable"
+                }
+                SignInError::ProviderUnreachable => "bad_gateway",
+            },
         }
     }
 
@@ -166,12 +202,31 @@ impl GatewayError {
             {
                 headers.insert(WWW_AUTHENTICATE, challenge);
             }
-            if matches!(error, AuthError::KeysUnavailable { .. }) {
+            if matches!(
+                error,
+                AuthError::KeysUnavailable { .. } | AuthError::SessionsUnavailable
+            ) {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
         }
         if let GatewayError::LimitsUnavailable | GatewayError::UpstreamOverloaded = self {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let GatewayError::SignIn(error) = &self {
+            // Nothing about a sign-in may be cached: not a redirect, not a refusal.
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            match error {
+                SignInError::Required(redirect) => {
+                    headers.insert(LOCATION, redirect.location.clone());
+                    for cookie in &redirect.cookies {
+                        headers.append(SET_COOKIE, cookie.clone());
+                    }
+                }
+                SignInError::ProviderNotReady | SignInError::StoreUnavailable => {
+                    headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                _ => {}
+            }
         }
         if let GatewayError::Limited(refusal) = self {
             headers.insert(RETRY_AFTER, HeaderValue::from(refusal.retry_after));

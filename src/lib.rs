@@ -61,6 +61,7 @@ pub mod passwords;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod sign_in;
 pub mod state;
 pub mod strict_json;
 pub mod token_service;

@@ -47,6 +47,20 @@ pub const USAGE_ESTIMATED: &str = "authgate_usage_estimated_total";
 /// Token-service requests: `{endpoint, result}`, result = ok or an RFC 6749 error code.
 pub const TOKEN_SERVICE: &str = "authgate_token_service_requests_total";
 
+/// Browser sign-ins completed (a session opened).
+pub const SIGN_INS: &str = "authgate_sign_ins_total";
+/// Sign-in callbacks refused: `{reason}` (missing_state, unknown_state, other_browser,
+/// provider_refused, missing_code, code_refused, missing_id_token, wrong_nonce, a verifier
+/// reason such as wrong_audience or bad_signature, provider_not_ready, provider_unreachable,
+/// store_unavailable).
+pub const SIGN_IN_FAILURES: &str = "authgate_sign_in_callbacks_failed_total";
+/// Live browser sessions (across the fleet when sessions are on Redis).
+pub const SESSIONS_ACTIVE: &str = "authgate_sessions_active";
+/// Session refreshes with the provider's refresh token: `{result}` = ok | refused | unavailable.
+pub const SESSION_REFRESHES: &str = "authgate_session_refreshes_total";
+/// Logouts: `{kind}` = rp (the browser's) | back_channel (the provider's).
+pub const LOGOUTS: &str = "authgate_logouts_total";
+
 /// Histogram buckets for a gateway: 50 µs to 10 s.
 const DURATION_BUCKETS: [f64; 16] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -165,6 +179,13 @@ impl RouteMetrics {
         static TOKEN_SERVICE: LazyLock<RouteMetrics> =
             LazyLock::new(|| RouteMetrics::new("token_service".into()));
         &TOKEN_SERVICE
+    }
+
+    /// The handles of requests to the sign-in endpoints (route `sign_in`).
+    pub fn sign_in() -> &'static RouteMetrics {
+        static SIGN_IN: LazyLock<RouteMetrics> =
+            LazyLock::new(|| RouteMetrics::new("sign_in".into()));
+        &SIGN_IN
     }
 
     /// The `route` label.
@@ -347,4 +368,30 @@ pub fn usage(
     if estimated {
         metrics::counter!(USAGE_ESTIMATED, "route" => route.clone()).increment(1);
     }
+}
+
+/// Counts one completed sign-in.
+pub fn sign_in() {
+    metrics::counter!(SIGN_INS).increment(1);
+}
+
+/// Counts one refused sign-in callback.
+pub fn sign_in_failed(reason: &'static str) {
+    metrics::counter!(SIGN_IN_FAILURES, "reason" => reason).increment(1);
+}
+
+/// Sets the number of live sessions.
+pub fn sessions_active(count: u64) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(SESSIONS_ACTIVE).set(count as f64);
+}
+
+/// Counts one session refresh.
+pub fn session_refresh(result: &'static str) {
+    metrics::counter!(SESSION_REFRESHES, "result" => result).increment(1);
+}
+
+/// Counts one logout.
+pub fn logout(kind: &'static str) {
+    metrics::counter!(LOGOUTS, "kind" => kind).increment(1);
 }

@@ -35,6 +35,8 @@ pub struct Snapshot {
     pub limits: Limits,
     /// Usage metering; its counters and store are shared with the snapshots before and after.
     pub meter: crate::metering::Meter,
+    /// Browser sign-in, when `[sign_in]` is configured; its sessions outlive reloads.
+    pub sign_in: Option<crate::sign_in::SignIn>,
 }
 
 impl Snapshot {
@@ -76,7 +78,16 @@ impl Snapshot {
             previous.map(|p| &p.auth),
             revocations,
         );
+        let sign_in = match &config.sign_in {
+            Some(settings) => Some(crate::sign_in::SignIn::new(
+                settings.clone(),
+                &auth,
+                previous.and_then(|p| p.sign_in.as_ref()),
+            )?),
+            None => None,
+        };
         Ok(Snapshot {
+            sign_in,
             routes: RouteTable::new(config.routes.clone()),
             identity: IdentityStripper::new(&config.identity),
             auth,

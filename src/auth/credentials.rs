@@ -86,7 +86,7 @@ fn b64token(token: &str) -> Result<&str, AuthError> {
 }
 
 /// The value of cookie `name`; two cookies of that name are ambiguous.
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
+pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         let Ok(header) = header.to_str() else {
@@ -132,7 +132,13 @@ pub fn remove(
     if let Some(header) = api_key_header {
         headers.remove(header);
     }
-    if token_cookies.is_empty() || !headers.contains_key(COOKIE) {
+    remove_cookies(headers, token_cookies);
+}
+
+/// Removes the cookies called one of `names` from the `Cookie` headers, keeping every other
+/// cookie (joined into one header).
+pub fn remove_cookies(headers: &mut HeaderMap, names: &[String]) {
+    if names.is_empty() || !headers.contains_key(COOKIE) {
         return;
     }
     let kept: Vec<String> = headers
@@ -145,7 +151,7 @@ pub fn remove(
             !pair.is_empty()
                 && pair
                     .split_once('=')
-                    .is_none_or(|(key, _)| !token_cookies.iter().any(|name| name == key))
+                    .is_none_or(|(key, _)| !names.iter().any(|name| name == key))
         })
         .map(str::to_string)
         .collect();

@@ -56,11 +56,21 @@ pub enum AuthError {
     /// An identity value that cannot be passed on as a header (CR, LF, NUL…).
     #[error("the credential holds a value that cannot be passed on safely")]
     UnsafeIdentity,
+    /// A session cookie that names no live session: forged, made with another gateway key,
+    /// logged out, or expired.
+    #[error("the session has ended: sign in again")]
+    SessionEnded,
+    /// The gateway cannot decide: the session store (or the provider's metadata) cannot be
+    /// reached.
+    #[error("sessions cannot be checked now; retry shortly")]
+    SessionsUnavailable,
 }
 
 /// The credential kinds a route takes, for telling a caller who sent none what to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
+    /// A signed-in browser's session.
+    pub session: bool,
     /// Bearer tokens.
     pub jwt: bool,
     /// API keys, in this header.
@@ -69,6 +79,9 @@ pub struct Accepted {
 
 fn missing_description(accepted: &Accepted) -> String {
     let mut ways = Vec::new();
+    if accepted.session {
+        ways.push("a signed-in session (open the page in a browser to sign in)".to_string());
+    }
     if accepted.jwt {
         ways.push("`Authorization: Bearer <token>`".to_string());
     }
@@ -111,13 +124,17 @@ impl AuthError {
                 super::api_keys::KeyRefusal::Disabled => "revoked",
             },
             AuthError::Forbidden(_) => "insufficient_scope",
+            AuthError::SessionEnded => "session_ended",
+            AuthError::SessionsUnavailable => "sessions_unavailable",
         }
     }
 
     /// The RFC 6750 error code, when there is one.
     pub(crate) fn bearer_error(&self) -> Option<&'static str> {
         match self {
-            AuthError::Missing(_) | AuthError::KeysUnavailable { .. } => None,
+            AuthError::Missing(_)
+            | AuthError::KeysUnavailable { .. }
+            | AuthError::SessionsUnavailable => None,
             AuthError::Ambiguous
             | AuthError::KeyAsBearer(_)
             | AuthError::MalformedCredential
@@ -127,6 +144,7 @@ impl AuthError {
             | AuthError::IssuerNotAccepted
             | AuthError::UnsafeIdentity
             | AuthError::Revoked
+            | AuthError::SessionEnded
             | AuthError::ApiKey(_) => Some("invalid_token"),
             AuthError::InsufficientScope { .. } | AuthError::Forbidden(_) => {
                 Some("insufficient_scope")
@@ -136,7 +154,10 @@ impl AuthError {
 
     /// The `WWW-Authenticate` challenge (RFC 6750 §3): no `error` when no credential was sent.
     pub(crate) fn challenge(&self) -> Option<String> {
-        if matches!(self, AuthError::KeysUnavailable { .. }) {
+        if matches!(
+            self,
+            AuthError::KeysUnavailable { .. } | AuthError::SessionsUnavailable
+        ) {
             return None;
         }
         let mut challenge = String::from("Bearer realm=\"authgate\"");

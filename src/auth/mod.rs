@@ -48,6 +48,13 @@ pub enum Identity {
     },
     /// A valid API key.
     ApiKey(Arc<KeyEntry>),
+    /// A signed-in browser: the session holds the claims of the provider's ID token.
+    Session {
+        /// The ID token's verified claims (refreshed with the session).
+        verified: Arc<Verified>,
+        /// The provider.
+        issuer: Arc<Issuer>,
+    },
 }
 
 impl Identity {
@@ -56,13 +63,16 @@ impl Identity {
         match self {
             Identity::Jwt { .. } => "jwt",
             Identity::ApiKey(_) => "api_key",
+            Identity::Session { .. } => "session",
         }
     }
 
     /// The caller's subject.
     pub fn subject(&self) -> &str {
         match self {
-            Identity::Jwt { verified, .. } => &verified.claims.subject,
+            Identity::Jwt { verified, .. } | Identity::Session { verified, .. } => {
+                &verified.claims.subject
+            }
             Identity::ApiKey(entry) => &entry.subject,
         }
     }
@@ -70,7 +80,9 @@ impl Identity {
     /// The granted scopes.
     pub fn scopes(&self) -> &[String] {
         match self {
-            Identity::Jwt { verified, .. } => &verified.claims.scopes,
+            Identity::Jwt { verified, .. } | Identity::Session { verified, .. } => {
+                &verified.claims.scopes
+            }
             Identity::ApiKey(entry) => &entry.scopes,
         }
     }
@@ -78,7 +90,7 @@ impl Identity {
     /// The granted roles.
     pub fn roles(&self) -> &[String] {
         match self {
-            Identity::Jwt { verified, .. } => &verified.roles,
+            Identity::Jwt { verified, .. } | Identity::Session { verified, .. } => &verified.roles,
             Identity::ApiKey(entry) => &entry.roles,
         }
     }
@@ -86,7 +98,9 @@ impl Identity {
     /// The token issuer's `iss` (JWT only).
     pub fn issuer(&self) -> Option<&str> {
         match self {
-            Identity::Jwt { issuer, .. } => Some(&issuer.settings.issuer),
+            Identity::Jwt { issuer, .. } | Identity::Session { issuer, .. } => {
+                Some(&issuer.settings.issuer)
+            }
             Identity::ApiKey(_) => None,
         }
     }
@@ -94,7 +108,7 @@ impl Identity {
     /// The API key's id (API keys only).
     pub fn key_id(&self) -> Option<&str> {
         match self {
-            Identity::Jwt { .. } => None,
+            Identity::Jwt { .. } | Identity::Session { .. } => None,
             Identity::ApiKey(entry) => Some(&entry.id),
         }
     }
@@ -102,10 +116,23 @@ impl Identity {
     /// The token's claims (JWT only).
     pub fn claims(&self) -> Option<&serde_json::Value> {
         match self {
-            Identity::Jwt { verified, .. } => Some(&verified.claims.all),
+            Identity::Jwt { verified, .. } | Identity::Session { verified, .. } => {
+                Some(&verified.claims.all)
+            }
             Identity::ApiKey(_) => None,
         }
     }
+}
+
+/// A route's authorization rules checked for an identity established outside
+/// [`Authenticator::authenticate`] (a session): issuers, scopes, roles, claims.
+pub fn authorize_identity(
+    requirement: &AuthRequirement,
+    identity: &Identity,
+    issuer: &Issuer,
+) -> Result<(), AuthError> {
+    accepts_issuer(requirement, issuer)?;
+    authorize(requirement, identity)
 }
 
 /// The value at a dotted path (`realm_access.roles`) of a claims set.
@@ -167,6 +194,15 @@ impl Issuer {
         match &self.keys {
             IssuerKeys::Static(_) => 0,
             IssuerKeys::Remote(remote) => remote.generation(),
+        }
+    }
+
+    /// The provider's OpenID Connect discovery document, when its keys come from discovery and
+    /// it has been fetched (by the background refresh, never on the request path).
+    pub fn discovery_document(&self) -> Option<Arc<serde_json::Value>> {
+        match &self.keys {
+            IssuerKeys::Static(_) => None,
+            IssuerKeys::Remote(remote) => remote.discovery_document(),
         }
     }
 
@@ -289,6 +325,7 @@ impl Authenticator {
             (Some(_), Some(_)) => return Err(AuthError::Ambiguous),
             (None, None) => {
                 return Err(AuthError::Missing(Accepted {
+                    session: requirement.session,
                     jwt: requirement.jwt && !self.issuers.is_empty(),
                     api_key: self
                         .api_key_header()
@@ -389,26 +426,7 @@ impl Authenticator {
                 return Err(AuthError::Token(JwtError::WrongType));
             }
         }
-        let generation = issuer.generation();
-        let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
-            issuer: issuer.settings.id.clone(),
-        })?;
-        let generation = match jwt::verify_signature(&unverified, &keys) {
-            Ok(()) => generation,
-            Err(JwtError::UnknownKey) if unverified.kid.is_some() => {
-                // A key the IdP may have just rotated in: one shared, rate-limited refetch.
-                if !issuer.refetch_for_unknown_kid(generation).await {
-                    return Err(AuthError::Token(JwtError::UnknownKey));
-                }
-                let generation = issuer.generation();
-                let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
-                    issuer: issuer.settings.id.clone(),
-                })?;
-                jwt::verify_signature(&unverified, &keys).map_err(AuthError::Token)?;
-                generation
-            }
-            Err(error) => return Err(AuthError::Token(error)),
-        };
+        let generation = self.check_signature(issuer, &unverified).await?;
         let rules = ClaimRules {
             issuer: &issuer.settings.issuer,
             audiences: &issuer.settings.audiences,
@@ -426,6 +444,85 @@ impl Authenticator {
         });
         self.cache.insert(key, verified.clone(), now);
         self.identity(verified, requirement)
+    }
+
+    /// Checks `unverified`'s signature with `issuer`'s keys; an unknown `kid` may trigger one
+    /// shared, rate-limited refetch. The key-set generation the signature was checked against.
+    async fn check_signature(
+        &self,
+        issuer: &Issuer,
+        unverified: &jwt::Unverified<'_>,
+    ) -> Result<u64, AuthError> {
+        let generation = issuer.generation();
+        let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
+            issuer: issuer.settings.id.clone(),
+        })?;
+        match jwt::verify_signature(unverified, &keys) {
+            Ok(()) => Ok(generation),
+            Err(JwtError::UnknownKey) if unverified.kid.is_some() => {
+                // A key the IdP may have just rotated in: one shared, rate-limited refetch.
+                if !issuer.refetch_for_unknown_kid(generation).await {
+                    return Err(AuthError::Token(JwtError::UnknownKey));
+                }
+                let generation = issuer.generation();
+                let keys = issuer.keys().ok_or_else(|| AuthError::KeysUnavailable {
+                    issuer: issuer.settings.id.clone(),
+                })?;
+                jwt::verify_signature(unverified, &keys).map_err(AuthError::Token)?;
+                Ok(generation)
+            }
+            Err(error) => Err(AuthError::Token(error)),
+        }
+    }
+
+    /// The configured issuer with this id, and its index.
+    pub fn issuer(&self, id: &str) -> Option<(usize, &Arc<Issuer>)> {
+        self.issuers
+            .iter()
+            .enumerate()
+            .find(|(_, issuer)| issuer.settings.id == id)
+    }
+
+    /// Verifies a token that `issuer_id` issued to `audience` rather than to an API (an OpenID
+    /// Connect ID token or logout token, whose audience is the gateway's client id): the same
+    /// checks as a bearer token's (algorithms, signature, `exp`/`nbf`/`iat`, `iss`, `aud`),
+    /// with the issuer's roles. `subject_claim` is the claim that must name a subject (`sub`
+    /// for an ID token). Never cached: such a token is checked once.
+    pub async fn verify_issued_to(
+        &self,
+        issuer_id: &str,
+        token: &str,
+        audience: &str,
+        subject_claim: &str,
+    ) -> Result<(Arc<Issuer>, Verified), AuthError> {
+        let (index, issuer) = self
+            .issuer(issuer_id)
+            .ok_or(AuthError::Token(JwtError::WrongIssuer))?;
+        let unverified = jwt::parse(token).map_err(AuthError::Token)?;
+        if !issuer.settings.algorithms.contains(&unverified.alg) {
+            return Err(AuthError::Token(JwtError::UnsupportedAlgorithm));
+        }
+        let claims = jwt::parse_claims(&unverified.payload).map_err(AuthError::Token)?;
+        let generation = self.check_signature(issuer, &unverified).await?;
+        let audiences = [audience.to_string()];
+        let rules = ClaimRules {
+            issuer: &issuer.settings.issuer,
+            audiences: &audiences,
+            subject_claim,
+            leeway: i64::try_from(issuer.settings.leeway.as_secs()).unwrap_or(i64::MAX),
+            now: unix_now(),
+        };
+        let claims = jwt::validate_claims(claims, &rules).map_err(AuthError::Token)?;
+        let roles = roles_of(&claims.all, &issuer.settings.roles_claim)?;
+        Ok((
+            issuer.clone(),
+            Verified {
+                issuer: index,
+                generation,
+                claims,
+                roles,
+            },
+        ))
     }
 
     fn identity(
@@ -457,7 +554,7 @@ impl Authenticator {
 }
 
 /// Roles from the claim at `path`: an array of strings, or a space-separated string.
-fn roles_of(claims: &serde_json::Value, path: &str) -> Result<Vec<String>, AuthError> {
+pub fn roles_of(claims: &serde_json::Value, path: &str) -> Result<Vec<String>, AuthError> {
     match claim_at(claims, path) {
         None => Ok(Vec::new()),
         Some(serde_json::Value::String(roles)) => Ok(roles

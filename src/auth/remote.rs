@@ -63,6 +63,9 @@ pub struct RemoteKeys {
     last_forced_ms: AtomicU64,
     /// The `jwks_uri` discovery found, reused until the next discovery.
     discovered: Mutex<Option<Uri>>,
+    /// The last discovery document that named the configured issuer: where sign-in finds the
+    /// provider's authorization, token and end-session endpoints.
+    document: ArcSwapOption<Value>,
     /// Why the last fetch failed, until one succeeds: what `/readyz` says it waits for.
     last_error: Mutex<Option<String>>,
     /// Counts finished unknown-`kid` refetch tasks, for the requests waiting on one.
@@ -96,6 +99,7 @@ impl RemoteKeys {
             fetching: tokio::sync::Mutex::new(()),
             last_forced_ms: AtomicU64::new(0),
             discovered: Mutex::new(None),
+            document: ArcSwapOption::empty(),
             last_error: Mutex::new(None),
             refetches: tokio::sync::watch::Sender::new(0),
             refetch_in_flight: std::sync::atomic::AtomicBool::new(false),
@@ -124,6 +128,12 @@ impl RemoteKeys {
         loaded
             .as_ref()
             .map(|l| Duration::from_millis(monotonic_ms().saturating_sub(l.fetched_ms)))
+    }
+
+    /// The provider's discovery document as last fetched (discovery only), once one named the
+    /// configured issuer.
+    pub fn discovery_document(&self) -> Option<Arc<Value>> {
+        self.document.load_full()
     }
 
     /// Why the last fetch failed, if it did.
@@ -320,6 +330,7 @@ impl RemoteKeys {
         if let Ok(mut discovered) = self.discovered.lock() {
             *discovered = Some(jwks_uri.clone());
         }
+        self.document.store(Some(Arc::new(document)));
         Ok(jwks_uri)
     }
 

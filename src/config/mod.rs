@@ -15,6 +15,7 @@ mod metering;
 mod plans;
 mod raw;
 mod routes;
+mod sign_in;
 mod state;
 mod token_service;
 pub mod units;
@@ -46,6 +47,9 @@ pub use plans::{
 };
 use raw::{RawConfig, Text};
 pub use routes::{AuthRequirement, HostPattern, RouteSettings, RouteTarget};
+pub use sign_in::{
+    CookieSettings, Secret, SessionStoreLocation, SignInSettings, MIN_COOKIE_SECRET, SESSIONS_FILE,
+};
 pub use state::{redacted_url, OnFailure, RedisSettings, StateBackend};
 pub use token_service::{
     Client, LoginLimit, PublishedKey, StoreLocation, TokenServiceSettings, GENERATED_KEY_FILE,
@@ -115,6 +119,8 @@ pub struct Config {
     pub state: StateBackend,
     /// `[pricing]`: what metered usage costs.
     pub pricing: PricingSettings,
+    /// `[sign_in]`: browser sign-in through an OpenID Connect provider.
+    pub sign_in: Option<SignInSettings>,
 }
 
 /// A TLS protocol version the HTTPS listener may be limited to.
@@ -520,7 +526,12 @@ impl Validator<'_> {
             &issuers,
             api_keys_configured,
             identity.forward_credentials,
+            raw.sign_in.is_some(),
         );
+        let sign_in = raw
+            .sign_in
+            .as_ref()
+            .and_then(|s| self.sign_in(s, &issuers, &state, &data_dir));
         identity.token_cookies = routes
             .iter()
             .filter_map(|r| r.auth.cookie.clone())
@@ -563,6 +574,7 @@ impl Validator<'_> {
             forward_auth,
             state,
             pricing,
+            sign_in,
             sources: std::mem::take(&mut self.sources),
             notes: Vec::new(),
             log_json: match &raw.log.format {

@@ -37,6 +37,28 @@ pub struct RawConfig {
     pub forward_auth: Option<Spanned<RawForwardAuth>>,
     /// Not spanned: `[pricing.models."m"]` alone makes `[pricing]` a table without a place.
     pub pricing: Option<RawPricing>,
+    pub sign_in: Option<Spanned<RawSignIn>>,
+}
+
+/// `[sign_in]`.
+#[derive(Debug, Deserialize)]
+pub struct RawSignIn {
+    pub issuer: Text,
+    pub client_id: Text,
+    pub client_secret: Option<Text>,
+    pub client_secret_file: Option<Text>,
+    pub scopes: Option<Vec<Text>>,
+    pub callback: Option<Text>,
+    pub logout: Option<Text>,
+    pub start: Option<Text>,
+    pub logout_redirect: Option<Text>,
+    pub cookie: Option<Text>,
+    pub domain: Option<Text>,
+    pub cookie_secure: Option<bool>,
+    pub cookie_secret: Option<Text>,
+    pub cookie_secret_file: Option<Text>,
+    pub session_idle: Option<Text>,
+    pub session_max: Option<Text>,
 }
 
 /// `[forward_auth]`.

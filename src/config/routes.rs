@@ -76,6 +76,8 @@ pub struct AuthRequirement {
     pub claims: Vec<(String, serde_json::Value)>,
     /// A cookie that may carry the bearer token (browsers, WebSocket upgrades).
     pub cookie: Option<String>,
+    /// A signed-in browser's session (`[sign_in]`) is accepted.
+    pub session: bool,
 }
 
 impl Validator<'_> {
@@ -86,6 +88,7 @@ impl Validator<'_> {
         issuers: &[IssuerSettings],
         api_keys: bool,
         forward_credentials: bool,
+        sign_in: bool,
     ) -> Vec<RouteSettings> {
         let mut seen_ids = HashSet::new();
         let mut routes = Vec::new();
@@ -117,7 +120,7 @@ impl Validator<'_> {
             });
             let target = self.route_target(&route.upstream, upstreams);
             let public = route.public.unwrap_or(false);
-            let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys);
+            let auth = self.auth_requirement(&id, spanned, public, issuers, api_keys, sign_in);
             let limit = self.rate_limit(route.rate.as_ref(), route.burst.as_ref());
             let usage = route
                 .usage
@@ -149,6 +152,7 @@ impl Validator<'_> {
         public: bool,
         issuers: &[IssuerSettings],
         api_keys: bool,
+        sign_in: bool,
     ) -> AuthRequirement {
         let route = spanned.get_ref();
         let texts = |v: &Option<Vec<Text>>| v.iter().flatten().cloned().collect::<Vec<Text>>();
@@ -176,9 +180,16 @@ impl Validator<'_> {
             match self.text(&method).as_deref() {
                 Some("jwt") => requirement.jwt = true,
                 Some("api_key") => requirement.api_key = true,
+                Some("session") if sign_in => requirement.session = true,
+                Some("session") => self.error(
+                    method.span(),
+                    "auth method \"session\" needs a [sign_in] section",
+                ),
                 Some(other) => self.error(
                     method.span(),
-                    format!("unknown auth method `{other}`: use \"jwt\" or \"api_key\""),
+                    format!(
+                        "unknown auth method `{other}`: use \"jwt\", \"api_key\" or \"session\""
+                    ),
                 ),
                 None => {}
             }
@@ -226,7 +237,10 @@ impl Validator<'_> {
             Some(allowed) => !allowed.is_empty(),
             None => !issuers.is_empty(),
         };
-        if !(requirement.jwt && usable_issuers || requirement.api_key && api_keys) {
+        if !(requirement.jwt && usable_issuers
+            || requirement.api_key && api_keys
+            || requirement.session)
+        {
             self.error(
                 spanned.span(),
                 format!("route `{id}` requires credentials, but none it accepts can be presented: configure an [[issuers]] entry (and accept \"jwt\") or [api_keys] (and accept \"api_key\"), or set `public = true`"),

@@ -31,7 +31,15 @@ pub async fn admit<'s>(
     let identity = if route.public {
         None
     } else {
-        match snapshot.auth.authenticate(&route.auth, headers).await {
+        let authenticated = match &snapshot.sign_in {
+            Some(sign_in) if route.auth.session => {
+                sign_in
+                    .authenticate(&snapshot.auth, &route.auth, headers)
+                    .await
+            }
+            _ => snapshot.auth.authenticate(&route.auth, headers).await,
+        };
+        match authenticated {
             Ok(identity) => {
                 exchange.auth_method = Some(identity.method());
                 if exchange.logged {

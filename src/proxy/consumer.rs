@@ -30,7 +30,7 @@ pub fn resolve<'a>(
                 .or(limits.default_plan())
                 .map(|p| &**p),
         ),
-        Some(Identity::Jwt { verified, issuer }) => {
+        Some(Identity::Jwt { verified, issuer } | Identity::Session { verified, issuer }) => {
             let claims = &verified.claims.all;
             let by_claim = limits
                 .plan_claim

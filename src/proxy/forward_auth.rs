@@ -426,6 +426,7 @@ mod tests {
             refusal_status(
                 &nginx,
                 &GatewayError::Auth(crate::error::AuthError::Missing(crate::error::Accepted {
+                    session: false,
                     jwt: true,
                     api_key: None,
                 }))

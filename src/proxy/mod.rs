@@ -108,6 +108,9 @@ pub async fn handle(
             if let GatewayError::Auth(auth) = &error {
                 exchange.reason = Some(auth.reason());
             }
+            if let GatewayError::SignIn(sign_in) = &error {
+                exchange.reason = Some(sign_in.reason());
+            }
             if error.fault() != Fault::Client {
                 let id = request_id.to_str().unwrap_or_default();
                 tracing::warn!(request_id = id, %method, path = uri.path(), %error, "request failed");
@@ -226,6 +229,22 @@ async fn forward<'s>(
         }
     }
 
+    // Sign-in's callback, logout and start are the gateway's own as well: the provider's
+    // callback must reach the gateway, whatever route would match the path.
+    if let Some(sign_in) = &snapshot.sign_in {
+        if let Some(endpoint) = sign_in.endpoint(request.uri().path()) {
+            let metrics = crate::metrics::RouteMetrics::sign_in();
+            exchange.route = Some(metrics.label().clone());
+            exchange.metrics = Some(metrics);
+            let origin =
+                crate::sign_in::Origin::of(conn.tls, trusted, request.headers(), &head.authority);
+            return sign_in
+                .handle(endpoint, request, &snapshot.auth, &origin)
+                .await
+                .map_err(GatewayError::SignIn);
+        }
+    }
+
     // Route on the host the client asked for: the URI's authority (HTTP/2, absolute-form) or
     // the Host header (HTTP/1.1), checked above. Kept as a header value, which the forwarding
     // headers reuse.
@@ -245,7 +264,7 @@ async fn forward<'s>(
 
     let peer = conn.peer.ip();
     let trusted_proxies = &snapshot.config.server.trusted_proxies;
-    let identity = admission::admit(
+    let admitted = admission::admit(
         snapshot,
         route,
         request.headers(),
@@ -253,7 +272,20 @@ async fn forward<'s>(
         request_id,
         exchange,
     )
-    .await?;
+    .await;
+    let identity = match (admitted, &snapshot.sign_in) {
+        (Ok(identity), _) => identity,
+        // A browser navigating without a session is sent to sign in instead.
+        (Err(error), Some(sign_in)) if route.auth.session => {
+            let origin =
+                crate::sign_in::Origin::of(conn.tls, trusted, request.headers(), &authority);
+            let (method, uri) = (request.method(), request.uri());
+            return Err(sign_in
+                .redirect_instead(error, method, uri, request.headers(), &origin)
+                .await);
+        }
+        (Err(error), _) => return Err(error),
+    };
 
     // A declared length over the limit is refused before a byte of the body is read; a body
     // without a length is cut off by `Limited` as it streams.
@@ -302,6 +334,10 @@ async fn forward<'s>(
             snapshot.auth.api_key_header(),
             &snapshot.config.identity.token_cookies,
         );
+    }
+    // The gateway's own cookies never reach an upstream, whatever the route forwards.
+    if let Some(sign_in) = &snapshot.sign_in {
+        sign_in.cookies().remove(headers);
     }
     if let Some(identity) = &identity {
         crate::identity::inject(headers, &snapshot.config.identity, identity)?;

@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod idp;
 pub mod limits;
 pub mod nginx;
+pub mod oidc;
 pub mod provider;
 pub mod raw_upstream;
 pub mod redis;
@@ -52,6 +53,44 @@ impl TestGateway {
     pub async fn shutdown(&mut self) -> bool {
         self.gateway.take().expect("running").shutdown().await
     }
+}
+
+/// Whether `found` (a program the tests need is installed); when it is not, prints why the
+/// caller skips, and panics in CI, whose `.ci/run` installs it. `what` names it, `install` says
+/// how to get it.
+pub fn installed_or_skip(found: bool, what: &str, install: &str) -> bool {
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing in CI: .ci/run installs it"
+        );
+        eprintln!("skipped: {what} is not installed ({install})");
+    }
+    found
+}
+
+/// Whether `program --version` runs.
+pub fn runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits (at most 10 s) until the gateway's `/readyz` answers 200.
+pub async fn wait_ready(gateway: &TestGateway) {
+    let url = format!(
+        "http://{}/readyz",
+        gateway.admin.expect("an admin listener")
+    );
+    for _ in 0..1000 {
+        if get(&url).await.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("not ready within 10 s");
 }
 
 /// Installs the crypto provider the binary installs (once per test process).

@@ -23,19 +23,11 @@ pub struct RedisServer {
 /// Whether redis-server is installed; when it is not, prints why the caller skips (and panics
 /// in CI, which must have it).
 pub fn available() -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "redis-server is missing in CI: .ci/run installs it"
-        );
-        eprintln!("skipped: redis-server is not installed (apt-get install redis-server)");
-    }
-    found
+    super::installed_or_skip(
+        super::runs("redis-server"),
+        "redis-server",
+        "apt-get install redis-server",
+    )
 }
 
 fn free_port() -> u16 {
