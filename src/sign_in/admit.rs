@@ -164,8 +164,7 @@ impl SignIn {
             return Ok(record);
         };
         let answer = self
-            .state
-            .client
+            .provider
             .token(
                 &endpoints.token,
                 &self.client,
