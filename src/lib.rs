@@ -12,6 +12,8 @@
 //!                normalize the path (dot segments out, repeated slashes merged) → 400
 //!                strip incoming identity headers (every route, public too)
 //!                the token service's endpoints ({path}/login, /token, …, discovery, JWKS)
+//!                forward-auth; sign-in's callback, logout and start
+//!                    (`sign_in`: a browser's session, a navigation without one → 302)
 //!                route = snapshot.routes.find(host, path, method)         → 404
 //!                identity = auth.authenticate(route, headers)             → 401 / 503
 //!                    (JWT against cached keys, or API key; then scopes, roles, claims → 403)
@@ -32,10 +34,13 @@
 //!   verified-token cache, authorization rules, refusal diagnostics.
 //! - [`token_service`]: the gateway's own issuer: login, refresh with rotation, client
 //!   credentials, revocation, published keys and metadata.
+//! - [`sign_in`]: browser sign-in (OIDC authorization code with PKCE), server-side sessions,
+//!   RP-initiated and back-channel logout.
 //! - [`identity`]: removing identity headers a client tried to send, and setting the caller's.
 //! - [`error`]: the gateway's own errors and the one function that turns them into responses.
 //! - [`limits`]: plans, rate limits and quotas per consumer, and the RateLimit headers.
-//! - [`state`]: the store quotas persist through (a redb file in `[state] data_dir`).
+//! - [`state`]: the store quotas persist through (a redb file in `[state] data_dir`), and the
+//!   fleet's Redis.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/consumers/{id}` on the admin listener.
 
 pub mod access_log;

@@ -403,6 +403,10 @@ async fn a_session_cookie_made_with_another_gateway_key_is_refused() {
     let xhr = browser.fetch(&other.url("/")).await;
     xhr.assert_status(401);
     assert!(xhr.text().contains("session has ended"), "{}", xhr.text());
+    // Counted as a session refused, not as a request without credentials.
+    assert!(metrics(&other).await.contains(
+        "authgate_auth_decisions_total{route=\"app\",method=\"session\",result=\"deny\",reason=\"session_ended\"}"
+    ));
     // A navigation is sent to sign in again instead.
     let navigation = browser.visit(&other.url("/")).await;
     navigation.assert_status(302);

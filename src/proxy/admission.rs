@@ -63,7 +63,12 @@ pub async fn admit<'s>(
                     );
                 }
                 // Counted under the kind of credential that was presented, good or not.
-                let presented = snapshot.auth.presented_method(&route.auth, headers);
+                let presented = match &snapshot.sign_in {
+                    Some(sign_in) if route.auth.session => {
+                        sign_in.presented(&snapshot.auth, &route.auth, headers)
+                    }
+                    _ => snapshot.auth.presented_method(&route.auth, headers),
+                };
                 route.metrics.auth_decision(presented, "deny", reason);
                 return Err(error.into());
             }

@@ -43,6 +43,21 @@ impl SignIn {
         }
     }
 
+    /// The kind of credential `headers` present on a route that takes sessions, for the
+    /// metrics of a refusal: an explicit one first (as [`SignIn::authenticate`] judges), then
+    /// `session` for a session cookie.
+    pub fn presented(
+        &self,
+        auth: &Authenticator,
+        requirement: &AuthRequirement,
+        headers: &HeaderMap,
+    ) -> &'static str {
+        match auth.presented_method(requirement, headers) {
+            "none" if self.cookies.session(headers).is_ok_and(|c| c.is_some()) => "session",
+            presented => presented,
+        }
+    }
+
     /// The identity of the session a cookie names: renewed with the provider first when its
     /// tokens expired (once, however many requests wait for it).
     async fn session(
@@ -164,8 +179,7 @@ impl SignIn {
             return Ok(record);
         };
         let answer = self
-            .state
-            .client
+            .provider
             .token(
                 &endpoints.token,
                 &self.client,

@@ -174,8 +174,7 @@ impl SignIn {
         };
         let endpoints = provider::endpoints(&self.issuer).ok_or(SignInError::ProviderNotReady)?;
         let tokens = self
-            .state
-            .client
+            .provider
             .token(
                 &endpoints.token,
                 &self.client,

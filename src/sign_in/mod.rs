@@ -83,22 +83,20 @@ pub enum Endpoint {
     Start,
 }
 
-/// State that outlives reloads: the store, the client, the refreshes in flight.
+/// State that outlives reloads: the store and the refreshes in flight.
 #[derive(Debug)]
 pub struct SignInState {
     location: SessionStoreLocation,
     store: SessionStore,
-    client: ProviderClient,
     /// One lock per session being refreshed: concurrent requests share one refresh.
     refreshing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl SignInState {
-    fn open(location: &SessionStoreLocation, client: ProviderClient) -> Result<Arc<Self>, String> {
+    fn open(location: &SessionStoreLocation) -> Result<Arc<Self>, String> {
         let state = Arc::new(SignInState {
             location: location.clone(),
             store: SessionStore::open(location)?,
-            client,
             refreshing: Mutex::new(HashMap::new()),
         });
         start_janitor(Arc::downgrade(&state));
@@ -152,6 +150,8 @@ pub struct SignIn {
     pub settings: SignInSettings,
     issuer: Arc<Issuer>,
     client: ClientCredentials,
+    /// The HTTP client for the provider's token endpoint.
+    provider: ProviderClient,
     cookies: Cookies,
     key: CookieKey,
     state: Arc<SignInState>,
@@ -175,9 +175,11 @@ impl SignIn {
         };
         let state = match previous {
             Some(previous) if previous.state.location == settings.store => previous.state.clone(),
-            _ => SignInState::open(&settings.store, ProviderClient::new(&ca))?,
+            _ => SignInState::open(&settings.store)?,
         };
         Ok(SignIn {
+            // Built with each snapshot, so a reload that changes the issuer's `ca` uses it.
+            provider: ProviderClient::new(&ca),
             client: ClientCredentials {
                 id: settings.client_id.clone(),
                 secret: settings.client_secret.as_ref().map(|s| s.0.clone()),
