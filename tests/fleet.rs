@@ -670,7 +670,11 @@ fn a_limit_on_redis_adds_one_round_trip_and_a_bounded_latency() {
             })
             .collect();
         times.sort();
-        (times[times.len() / 2], times[times.len() * 9 / 10], times[times.len() * 99 / 100])
+        (
+            times[times.len() / 2],
+            times[times.len() * 9 / 10],
+            times[times.len() * 99 / 100],
+        )
     };
     let before = command_calls(&redis, "evalsha") + command_calls(&redis, "eval");
     let (shared_p50, shared_p90, shared_p99) = latency(&shared);

@@ -367,7 +367,9 @@ impl Limits {
             return Ok(grant);
         }
         let policies: Vec<&Policy> = applied.iter().map(|(_, p)| *p).collect();
-        match shared.decide(consumer, &policies, cost, now).await {
+        // Boxed: the round trip's state is large, and only a fleet on Redis pays for it; the
+        // local check above keeps every caller's future small.
+        match Box::pin(shared.decide(consumer, &policies, cost, now)).await {
             Ok(shared::Decision::Allowed(standings)) => {
                 for ((slot, policy), standing) in applied.iter().zip(standings) {
                     grant.items[*slot] = Some((policy, standing));

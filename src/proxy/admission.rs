@@ -32,10 +32,10 @@ pub async fn admit<'s>(
         None
     } else {
         let authenticated = match &snapshot.sign_in {
+            // Boxed: a session may be read from the store (or refreshed at the provider), and
+            // that state would otherwise enlarge every request's future.
             Some(sign_in) if route.auth.session => {
-                sign_in
-                    .authenticate(&snapshot.auth, &route.auth, headers)
-                    .await
+                Box::pin(sign_in.authenticate(&snapshot.auth, &route.auth, headers)).await
             }
             _ => snapshot.auth.authenticate(&route.auth, headers).await,
         };

@@ -213,9 +213,12 @@ async fn forward<'s>(
                 ),
             };
             let id = request_id.to_str().unwrap_or_default();
-            return Ok(service
-                .handle(endpoint, request, caller, &snapshot.auth, id)
-                .await);
+            // The gateway's own endpoints are boxed (here and below): their futures are large,
+            // and unboxed they would make every proxied request's future as large, and as
+            // costly to move.
+            return Ok(
+                Box::pin(service.handle(endpoint, request, caller, &snapshot.auth, id)).await,
+            );
         }
     }
 
@@ -224,9 +227,9 @@ async fn forward<'s>(
     if let Some(settings) = &snapshot.config.forward_auth {
         if settings.serves(request.uri().path()) {
             let authority = head.authority.to_str().unwrap_or_default();
-            return forward_auth::decide(
+            return Box::pin(forward_auth::decide(
                 snapshot, settings, &request, authority, conn, request_id, exchange,
-            )
+            ))
             .await;
         }
     }
@@ -240,8 +243,7 @@ async fn forward<'s>(
             exchange.metrics = Some(metrics);
             let origin =
                 crate::sign_in::Origin::of(conn.tls, trusted, request.headers(), &head.authority);
-            return sign_in
-                .handle(endpoint, request, &snapshot.auth, &origin)
+            return Box::pin(sign_in.handle(endpoint, request, &snapshot.auth, &origin))
                 .await
                 .map_err(GatewayError::SignIn);
         }
@@ -282,9 +284,8 @@ async fn forward<'s>(
             let origin =
                 crate::sign_in::Origin::of(conn.tls, trusted, request.headers(), &authority);
             let (method, uri) = (request.method(), request.uri());
-            return Err(sign_in
-                .redirect_instead(error, method, uri, request.headers(), &origin)
-                .await);
+            let redirect = sign_in.redirect_instead(error, method, uri, request.headers(), &origin);
+            return Err(Box::pin(redirect).await);
         }
         (Err(error), _) => return Err(error),
     };
@@ -377,19 +378,26 @@ async fn forward<'s>(
                 route: route.label.clone(),
                 request_id: request_id.to_str().unwrap_or_default(),
             };
-            metered::prepare(&snapshot.meter, format, account, request, max_body)
-                .await
-                .inspect_err(|error| {
-                    if let GatewayError::Limited(refusal) = error {
-                        let limit = if refusal.policy.ends_with("-budget") {
-                            "budget"
-                        } else {
-                            "tokens"
-                        };
-                        crate::metrics::rate_limited(&route.label, exchange.plan.as_ref(), limit);
-                        exchange.reason = Some("quota_exceeded");
-                    }
-                })?
+            // Boxed: only metered routes read the body ahead.
+            Box::pin(metered::prepare(
+                &snapshot.meter,
+                format,
+                account,
+                request,
+                max_body,
+            ))
+            .await
+            .inspect_err(|error| {
+                if let GatewayError::Limited(refusal) = error {
+                    let limit = if refusal.policy.ends_with("-budget") {
+                        "budget"
+                    } else {
+                        "tokens"
+                    };
+                    crate::metrics::rate_limited(&route.label, exchange.plan.as_ref(), limit);
+                    exchange.reason = Some("quota_exceeded");
+                }
+            })?
         }
         // A body that breaks on the client's side is the client's fault, not the upstream's.
         None => (

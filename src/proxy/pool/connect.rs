@@ -100,6 +100,16 @@ impl Connector {
         matches!(self.protocol, UpstreamProtocol::H2 | UpstreamProtocol::H2c)
     }
 
+    /// [`Connector::connect`] on the heap. Opening a connection (TCP, TLS, HTTP handshakes)
+    /// holds kilobytes of state while it waits, and every request's future would carry room
+    /// for it, copied at each move, though only the few requests that open a connection use
+    /// it: boxed, they alone pay for one allocation.
+    pub async fn connect_boxed(&self) -> Result<Sender, super::SendError> {
+        Box::pin(self.connect())
+            .await
+            .map_err(super::SendError::Connect)
+    }
+
     /// Opens one connection and completes its handshake.
     pub async fn connect(&self) -> Result<Sender, ConnectError> {
         let connecting = TcpStream::connect((self.host.as_str(), self.port));

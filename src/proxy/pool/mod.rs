@@ -197,7 +197,8 @@ impl TargetPool {
         let mut waiting = None;
         loop {
             if self.speaks_http2.load(Ordering::Relaxed) {
-                return self.http2_lease().await;
+                // Boxed, as it may connect (see `Connector::connect_boxed`).
+                return Box::pin(self.http2_lease()).await;
             }
             while let Some(idle) = self.pop_idle() {
                 let Idle {
@@ -213,7 +214,7 @@ impl TargetPool {
                 }
             }
             if let Some(slot) = self.reserve() {
-                return match self.connector.connect().await.map_err(SendError::Connect)? {
+                return match self.connector.connect_boxed().await? {
                     Sender::Http1(sender) => Ok(Lease::Http1 {
                         sender,
                         slot,
@@ -316,7 +317,7 @@ impl TargetPool {
         if let Some(sender) = open() {
             return Ok(Lease::Http2(sender));
         }
-        match self.connector.connect().await.map_err(SendError::Connect)? {
+        match self.connector.connect_boxed().await? {
             Sender::Http2(sender) => {
                 *lock(&self.http2) = Some(sender.clone());
                 Ok(Lease::Http2(sender))

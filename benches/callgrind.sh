@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Instructions per request through authgate, counted by callgrind: a figure that other load on
+# the machine does not move (the same binary and inputs give the same count), for comparing
+# a change before and after on a busy machine.
+#
+#   benches/callgrind.sh [N] [ROUTE…]     N requests per route (default 2000);
+#                                          ROUTE: public | jwt | key | h2-public (default all)
+#
+# The gateway (release build, `workers = 1`, access log off) runs under valgrind with a plain
+# nginx `return 200` as its upstream. Per route: a warm-up (connections open, caches filled),
+# the counters zeroed, N keep-alive requests from one h2load client, the counters dumped. It
+# prints instructions per request and keeps each route's profile for callgrind_annotate.
+# nginx as the upstream is started here on 127.0.0.1:28300 and stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+
+n=${1:-2000}
+shift || true
+routes=("$@")
+(( ${#routes[@]} )) || routes=(public jwt key h2-public)
+up_port=28300 ag_port=28301
+
+missing=()
+declare -A package_of=([h2load]=nghttp2-client [callgrind_control]=valgrind)
+for tool in nginx h2load openssl valgrind callgrind_control; do
+  command -v "$tool" >/dev/null || missing+=("${package_of[$tool]:-$tool}")
+done
+if (( ${#missing[@]} )); then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+cargo build --release --quiet --bin authgate
+authgate=$PWD/target/release/authgate
+out=${CALLGRIND_OUT:-target/callgrind}
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # URL SECONDS
+  for _ in $(seq 1 $(( $2 * 10 ))); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  echo "callgrind.sh: nothing answers at $1" >&2
+  exit 1
+}
+
+mkdir -p "$work/tmp"
+cat > "$work/upstream.conf" <<EOF
+worker_processes 1;
+pid $work/upstream.pid;
+error_log $work/upstream-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  client_body_temp_path $work/tmp/body;
+  proxy_temp_path $work/tmp/proxy;
+  fastcgi_temp_path $work/tmp/fastcgi;
+  uwsgi_temp_path $work/tmp/uwsgi;
+  scgi_temp_path $work/tmp/scgi;
+  server {
+    listen 127.0.0.1:$up_port;
+    location / { return 200 "ok"; }
+  }
+}
+EOF
+nginx -p "$work" -e "$work/upstream-error.log" -c "$work/upstream.conf" -g 'daemon off;' &
+pids+=($!)
+wait_for "http://127.0.0.1:$up_port/" 10
+
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/jwt.pem" 2>/dev/null
+openssl pkey -in "$work/jwt.pem" -pubout -out "$work/jwt.pub.pem"
+cat > "$work/gateway.toml" <<EOF
+[server]
+http = "127.0.0.1:$ag_port"
+workers = 1
+
+[[issuers]]
+id = "bench"
+issuer = "https://bench.test/"
+audiences = ["bench-api"]
+algorithms = ["RS256"]
+keys = ["jwt.pub.pem"]
+private_key = "jwt.pem"
+
+[api_keys]
+file = "keys.toml"
+
+[[routes]]
+id = "jwt"
+path = "/jwt"
+upstream = "http://127.0.0.1:$up_port"
+auth = ["jwt"]
+
+[[routes]]
+id = "key"
+path = "/key"
+upstream = "http://127.0.0.1:$up_port"
+auth = ["api_key"]
+
+[[routes]]
+id = "public"
+path = "/public"
+upstream = "http://127.0.0.1:$up_port"
+public = true
+EOF
+"$authgate" keys new --subject bench-bot --key-out "$work/bench.key" 2>/dev/null > "$work/keys.toml"
+token=$("$authgate" token --config "$work/gateway.toml" --issuer bench --sub bench-user --ttl 2h)
+api_key=$(cat "$work/bench.key")
+
+RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+  --callgrind-out-file="$work/callgrind.out" \
+  "$authgate" run --config "$work/gateway.toml" 2>"$work/valgrind.log" &
+gateway=$!
+pids+=("$gateway")
+started=$SECONDS
+wait_for "http://127.0.0.1:$ag_port/public" 300
+echo "gateway under valgrind answered after $(( SECONDS - started )) s" >&2
+
+requests() { # ROUTE COUNT
+  local url="http://127.0.0.1:$ag_port/${1#h2-}" args=(--h1)
+  [[ $1 == h2-* ]] && args=()
+  case $1 in
+    jwt) args+=(-H "authorization: Bearer $token") ;;
+    key) args+=(-H "x-api-key: $api_key") ;;
+  esac
+  h2load -c1 -n"$2" "${args[@]}" "$url" > "$work/h2load.txt"
+  grep -q "$2 succeeded" "$work/h2load.txt" || { cat "$work/h2load.txt" >&2; exit 1; }
+}
+
+echo "instructions per request (callgrind, release build, 1 worker, $n keep-alive requests):"
+for route in "${routes[@]}"; do
+  requests "$route" 200
+  callgrind_control -z "$gateway" >/dev/null 2>&1
+  requests "$route" "$n"
+  callgrind_control -d "$route" "$gateway" >/dev/null 2>&1
+  dump=$(ls -t "$work"/callgrind.out.* | head -n1)
+  total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
+  cp "$dump" "$out/$route.callgrind"
+  printf '  %-10s %8d\n' "$route" $(( total / n ))
+done
+echo "profiles: $out/<route>.callgrind (callgrind_annotate --inclusive=yes FILE)"
