@@ -46,12 +46,17 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Only the names present are removed, found in one pass over the few names a message has:
     // most carry none of these, or just `Connection`, and a hashed removal per hop-by-hop name
-    // cost more than the rest of the rewriting.
-    let mut doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HOP_BY_HOP.contains(name) || (!keep_upgrade && *name == UPGRADE))
-        .cloned()
-        .collect();
+    // cost more than the rest of the rewriting. A message with none (most requests) is left
+    // as it is without allocating.
+    let doomed_name =
+        |name: &HeaderName| HOP_BY_HOP.contains(name) || (!keep_upgrade && *name == UPGRADE);
+    if !headers.keys().any(doomed_name) {
+        if keep_upgrade {
+            headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
+    let mut doomed: Vec<HeaderName> = headers.keys().filter(|n| doomed_name(n)).cloned().collect();
     if doomed.contains(&CONNECTION) {
         let named = headers
             .get_all(CONNECTION)
@@ -176,22 +181,12 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: Hop<'_>) {
     let client = canonical(hop.client);
     let mut client_text = String::with_capacity(39);
     write_ip(&mut client_text, client);
-    append_or_replace(headers, &X_FORWARDED_FOR, client_text.clone(), hop.trusted);
-    if !(hop.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
-        headers.insert(
-            X_FORWARDED_PROTO.clone(),
-            HeaderValue::from_static(hop.proto),
-        );
-    }
-    if let Some(host) = hop.host {
-        if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
-            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
-        }
-    }
     let host = hop.host.and_then(|h| h.to_str().ok()).filter(|h| {
         h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     });
+    // The `Forwarded` element is written first, so that the address text can then move into
+    // `X-Forwarded-For` as it is: two allocations for the two values, no copy between them.
     let quoted = client.is_ipv6();
     let mut element = String::with_capacity(
         "for=\"[]\";proto=https;host=\"\"".len() + client_text.len() + host.map_or(0, str::len),
@@ -210,6 +205,18 @@ pub fn set_forwarding(headers: &mut HeaderMap, hop: Hop<'_>) {
         element.push_str(";host=\"");
         element.push_str(host);
         element.push('"');
+    }
+    append_or_replace(headers, &X_FORWARDED_FOR, client_text, hop.trusted);
+    if !(hop.trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(hop.proto),
+        );
+    }
+    if let Some(host) = hop.host {
+        if !(hop.trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST.clone(), host.clone());
+        }
     }
     append_or_replace(headers, &FORWARDED, element, hop.trusted);
 }

@@ -86,16 +86,14 @@ pub async fn handle(
         logged: crate::access_log::enabled(),
         ..Exchange::default()
     };
-    // Boxed: the request path's state machine is large, and an async fn's future is moved
-    // (copied) whole by each caller that holds it; on the heap it is allocated once instead.
-    let mut response = match Box::pin(forward(
+    let mut response = match forward(
         snapshot,
         request,
         &conn,
         trusted,
         &request_id,
         &mut exchange,
-    ))
+    )
     .await
     {
         Ok(mut response) => {
@@ -416,8 +414,7 @@ async fn forward<'s>(
     let grpc_deadline = grpc::is_call(request.headers())
         .then(|| grpc::timeout(request.headers()))
         .flatten();
-    // Boxed for the same reason: it moves into the deadline's timeout.
-    let sending = Box::pin(upstream.send(request));
+    let sending = upstream.send(request);
     let sent = match grpc_deadline {
         Some(deadline) => tokio::time::timeout(deadline, sending)
             .await
