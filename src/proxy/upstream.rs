@@ -85,14 +85,29 @@ impl Upstream {
 
     /// Sends `request` (its URI holds only path and query) to a target and waits for the
     /// response head within the upstream's `timeout` (the wait for a connection included).
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<PooledBody>, GatewayError> {
+    pub fn send(
+        &self,
+        request: Request<Body>,
+    ) -> impl std::future::Future<Output = Result<Response<PooledBody>, GatewayError>> + '_ {
         let deadline = tokio::time::Instant::now() + self.settings.timeout;
         let attempts = if request.body().is_end_stream() {
             self.settings.targets.len()
         } else {
             1
         };
+        // Taken apart before the future is made, so that it holds the request once (as its
+        // parts) rather than also keeping room for the whole request beside them.
         let (parts, body) = request.into_parts();
+        self.send_parts(parts, body, attempts, deadline)
+    }
+
+    async fn send_parts(
+        &self,
+        parts: http::request::Parts,
+        body: Body,
+        attempts: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Response<PooledBody>, GatewayError> {
         let (mut parts, mut body) = (Some(parts), Some(body));
         for attempt in 1..=attempts {
             let index = self.pick();
@@ -104,8 +119,10 @@ impl Upstream {
                 parts.clone()
             };
             let Some(head) = head else { break };
-            let outgoing = Request::from_parts(head, body.take().unwrap_or_else(crate::empty_body));
-            let sending = self.pools[index].send(outgoing);
+            let sending = self.pools[index].send(Request::from_parts(
+                head,
+                body.take().unwrap_or_else(crate::empty_body),
+            ));
             match tokio::time::timeout_at(deadline, sending).await {
                 Err(_elapsed) => return Err(GatewayError::UpstreamTimeout),
                 Ok(Ok(response)) => return Ok(response),
