@@ -232,7 +232,6 @@ nginx_conf() {
   # HTTP/2 clients by prior knowledge (h2c), the same HTTP/1.1 upstream.
   server {
     listen 127.0.0.1:$nginx_h2_port http2 backlog=4096;
-    http2_max_requests 10000000;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -247,7 +246,6 @@ nginx_conf() {
   }
   server {
     listen 127.0.0.1:$grpc_nginx_port http2 backlog=4096;
-    http2_max_requests 10000000;
     location / { grpc_pass grpc://grpc_backend; }
   }
 }
@@ -752,7 +750,7 @@ cheaper() {
 reference_of() {
   local w=${workers_of[$1]}
   case $1 in
-    upstream|grpc-direct|paced-*) echo "" ;;
+    upstream|grpc-direct|paced-*) echo none ;;
     *tls*) echo "nginx-tls-$w" ;;
     h2-*) echo "h2-nginx" ;;
     grpc-*) echo "grpc-nginx" ;;
@@ -778,7 +776,7 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for id in "${order[@]}"; do
   w=${workers_of[$id]}
   ref=$(reference_of "$id")
-  haproxy_ref=haproxy-$w; [[ $w == - || $id == paced-* || $id == h2-* || $id == grpc-* ]] && haproxy_ref=""
+  haproxy_ref=haproxy-$w; [[ $w == - || $id == paced-* || $id == h2-* || $id == grpc-* ]] && haproxy_ref=none
   echo "| ${label[$id]}${flag[$id]} | $w | ${cpu_us[$id]} | $(ratio "${cpu_us[$id]}" "${cpu_us[$ref]:-}") | ${rps[$id]} | ${p50[$id]} | ${p99[$id]} | $(ratio "${rps[$id]}" "${rps[$ref]:-}") | $(ratio "${rps[$id]}" "${rps[$haproxy_ref]:-}") |"
 done
 echo
