@@ -49,6 +49,23 @@ fn checksum(prefix_and_body: &str) -> String {
     check
 }
 
+/// Whether `check` is the checksum of `prefix_and_body`, compared in place: this runs on every
+/// request that presents a key, where [`checksum`]'s string would be an allocation.
+fn checksum_matches(prefix_and_body: &str, check: &str) -> bool {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, prefix_and_body.as_bytes());
+    // The digest's first 35 bits, five to a character, from the top of its first five bytes.
+    let bits = digest.as_ref()[..5]
+        .iter()
+        .fold(0u64, |bits, byte| (bits << 8) | u64::from(*byte));
+    let expected = (0..CHECK_CHARS).map(|i| ALPHABET[((bits >> (40 - 5 * (i + 1))) & 31) as usize]);
+    check.len() == CHECK_CHARS && expected.eq(check.bytes())
+}
+
+/// Whether `b` is a character of [`ALPHABET`] (a range test, not a scan of it, per byte).
+fn in_alphabet(b: u8) -> bool {
+    matches!(b, b'a'..=b'z' | b'2'..=b'7')
+}
+
 /// A new key from the operating system's random source.
 pub fn generate() -> Result<String, String> {
     let mut body = [0u8; BODY_BYTES];
@@ -64,10 +81,10 @@ pub fn generate() -> Result<String, String> {
 pub fn well_formed(key: &str) -> bool {
     key.len() == KEY_LEN
         && key.starts_with(PREFIX)
-        && key[PREFIX.len()..].bytes().all(|b| ALPHABET.contains(&b))
+        && key[PREFIX.len()..].bytes().all(in_alphabet)
         && {
             let (head, check) = key.split_at(PREFIX.len() + BODY_CHARS);
-            checksum(head) == check
+            checksum_matches(head, check)
         }
 }
 
@@ -556,6 +573,22 @@ mod tests {
         assert!(!well_formed(&chars.iter().collect::<String>()));
         assert!(!well_formed(&key.replace("agk_", "agx_")));
         assert!(!well_formed(&key.to_uppercase()));
+    }
+
+    #[test]
+    fn the_in_place_checks_agree_with_the_written_forms() {
+        for b in 0..=u8::MAX {
+            assert_eq!(in_alphabet(b), ALPHABET.contains(&b), "byte {b}");
+        }
+        for _ in 0..200 {
+            let key = generate().unwrap();
+            let (head, check) = key.split_at(PREFIX.len() + BODY_CHARS);
+            assert_eq!(checksum(head), check);
+            assert!(checksum_matches(head, check));
+            let wrong = if check.starts_with('a') { "b" } else { "a" };
+            assert!(!checksum_matches(head, &format!("{wrong}{}", &check[1..])));
+            assert!(!checksum_matches(head, &check[1..]));
+        }
     }
 
     #[test]
