@@ -3,14 +3,16 @@
 # the machine does not move (the same binary and inputs give the same count), for comparing
 # a change before and after on a busy machine.
 #
-#   benches/callgrind.sh [N] [ROUTE…]     N requests per route (default 2000);
-#                                          ROUTE: public | jwt | key | h2-public (default all)
+#   benches/callgrind.sh [N] [ROUTE…]     N requests per route (default 2000); ROUTE: public |
+#                                          jwt | key | h2-public | nginx (default all)
 #
 # The gateway (release build, `workers = 1`, access log off) runs under valgrind with a plain
 # nginx `return 200` as its upstream. Per route: a warm-up (connections open, caches filled),
 # the counters zeroed, N keep-alive requests from one h2load client, the counters dumped. It
 # prints instructions per request and keeps each route's profile for callgrind_annotate.
-# nginx as the upstream is started here on 127.0.0.1:28300 and stopped on exit.
+# `nginx` is the reference: nginx as a plain keep-alive proxy (one process, no master) in front
+# of the same upstream, under the same valgrind, measured the same way.
+# The servers are started here on 127.0.0.1:28300-28302 and stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -18,8 +20,8 @@ export PATH="$PATH:/usr/sbin:/sbin"
 n=${1:-2000}
 shift || true
 routes=("$@")
-(( ${#routes[@]} )) || routes=(public jwt key h2-public)
-up_port=28300 ag_port=28301
+(( ${#routes[@]} )) || routes=(public jwt key h2-public nginx)
+up_port=28300 ag_port=28301 nginx_port=28302
 
 missing=()
 declare -A package_of=([h2load]=nghttp2-client [callgrind_control]=valgrind)
@@ -53,6 +55,9 @@ wait_for() { # URL SECONDS
 }
 
 mkdir -p "$work/tmp"
+nginx_temp_paths() {
+  for t in client_body proxy fastcgi uwsgi scgi; do printf '  %s_temp_path %s;\n' "$t" "$work/tmp/$1-$t"; done
+}
 cat > "$work/upstream.conf" <<EOF
 worker_processes 1;
 pid $work/upstream.pid;
@@ -61,14 +66,34 @@ events { worker_connections 1024; }
 http {
   access_log off;
   keepalive_requests 10000000;
-  client_body_temp_path $work/tmp/body;
-  proxy_temp_path $work/tmp/proxy;
-  fastcgi_temp_path $work/tmp/fastcgi;
-  uwsgi_temp_path $work/tmp/uwsgi;
-  scgi_temp_path $work/tmp/scgi;
+$(nginx_temp_paths upstream)
   server {
     listen 127.0.0.1:$up_port;
     location / { return 200 "ok"; }
+  }
+}
+EOF
+cat > "$work/proxy.conf" <<EOF
+master_process off;
+worker_processes 1;
+pid $work/proxy.pid;
+error_log $work/proxy-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+$(nginx_temp_paths proxy)
+  upstream backend {
+    server 127.0.0.1:$up_port;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
   }
 }
 EOF
@@ -116,6 +141,12 @@ EOF
 token=$("$authgate" token --config "$work/gateway.toml" --issuer bench --sub bench-user --ttl 2h)
 api_key=$(cat "$work/bench.key")
 
+valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
+  --callgrind-out-file="$work/nginx.callgrind.out" \
+  nginx -p "$work" -e "$work/proxy-error.log" -c "$work/proxy.conf" -g 'daemon off;' \
+  2>"$work/nginx-valgrind.log" &
+reference=$!
+pids+=("$reference")
 RUST_LOG=warn valgrind --tool=callgrind --compress-strings=no --compress-pos=no \
   --callgrind-out-file="$work/callgrind.out" \
   "$authgate" run --config "$work/gateway.toml" 2>"$work/valgrind.log" &
@@ -125,9 +156,12 @@ started=$SECONDS
 wait_for "http://127.0.0.1:$ag_port/public" 300
 echo "gateway under valgrind answered after $(( SECONDS - started )) s" >&2
 
+wait_for "http://127.0.0.1:$nginx_port/public" 300
+
 requests() { # ROUTE COUNT
   local url="http://127.0.0.1:$ag_port/${1#h2-}" args=(--h1)
   [[ $1 == h2-* ]] && args=()
+  [[ $1 == nginx ]] && url="http://127.0.0.1:$nginx_port/public"
   case $1 in
     jwt) args+=(-H "authorization: Bearer $token") ;;
     key) args+=(-H "x-api-key: $api_key") ;;
@@ -138,11 +172,13 @@ requests() { # ROUTE COUNT
 
 echo "instructions per request (callgrind, release build, 1 worker, $n keep-alive requests):"
 for route in "${routes[@]}"; do
+  server=$gateway out_file=callgrind.out
+  [[ $route == nginx ]] && server=$reference out_file=nginx.callgrind.out
   requests "$route" 200
-  callgrind_control -z "$gateway" >/dev/null 2>&1
+  callgrind_control -z "$server" >/dev/null 2>&1
   requests "$route" "$n"
-  callgrind_control -d "$route" "$gateway" >/dev/null 2>&1
-  dump=$(ls -t "$work"/callgrind.out.* | head -n1)
+  callgrind_control -d "$route" "$server" >/dev/null 2>&1
+  dump=$(ls -t "$work/$out_file".* | head -n1)
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$dump")
   cp "$dump" "$out/$route.callgrind"
   printf '  %-10s %8d\n' "$route" $(( total / n ))
