@@ -591,9 +591,29 @@ fn with_redis_stopped_limits_follow_on_failure_and_nothing_waits_longer_than_the
         Some(&60),
         "open lets everything through"
     );
-    // local: this replica's own 50/s with a burst of 10 — the quick loop is partly refused.
-    assert!(statuses.get(&("local", 429)).copied().unwrap_or(0) > 0);
+    // local: this replica's own 50/s with a burst of 10. Asked faster than that, it refuses
+    // the excess: of a quick run of requests, no more pass than the burst and what the rate
+    // refilled meanwhile (counted from the time the run took, so that a slow machine, which
+    // asks more slowly, is held to a looser bound rather than failing).
     assert!(statuses.get(&("local", 200)).copied().unwrap_or(0) > 0);
+    let started = Instant::now();
+    let mut passed = 0u32;
+    for _ in 0..100 {
+        match client
+            .get_with_key(local.http, "/limited", &fleet.api_key)
+            .status()
+        {
+            200 => passed += 1,
+            429 => {}
+            other => panic!("local answered {other}"),
+        }
+    }
+    let allowed = 10.0 + 50.0 * started.elapsed().as_secs_f64() + 1.0;
+    eprintln!("Redis stopped, local: {passed} of 100 passed, at most {allowed:.1} allowed");
+    assert!(
+        passed > 0 && f64::from(passed) <= allowed,
+        "{passed} passed"
+    );
     let metrics = client.metrics(local.admin);
     assert!(metrics.contains("authgate_state_backend_up 0"), "{metrics}");
     let ready = client
