@@ -55,18 +55,16 @@ wait_for() { # URL SECONDS
 }
 
 mkdir -p "$work/tmp"
-nginx_temp_paths() {
+# What both nginx configs share: their pid, log and temp paths inside $work, no access log,
+# keep-alive connections that last the whole run.
+nginx_common() {
+  printf 'worker_processes 1;\npid %s;\nerror_log %s warn;\n' "$work/$1.pid" "$work/$1-error.log"
+  printf 'events { worker_connections 1024; }\nhttp {\n  access_log off;\n'
+  printf '  keepalive_requests 10000000;\n'
   for t in client_body proxy fastcgi uwsgi scgi; do printf '  %s_temp_path %s;\n' "$t" "$work/tmp/$1-$t"; done
 }
 cat > "$work/upstream.conf" <<EOF
-worker_processes 1;
-pid $work/upstream.pid;
-error_log $work/upstream-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-$(nginx_temp_paths upstream)
+$(nginx_common upstream)
   server {
     listen 127.0.0.1:$up_port;
     location / { return 200 "ok"; }
@@ -75,14 +73,7 @@ $(nginx_temp_paths upstream)
 EOF
 cat > "$work/proxy.conf" <<EOF
 master_process off;
-worker_processes 1;
-pid $work/proxy.pid;
-error_log $work/proxy-error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-$(nginx_temp_paths proxy)
+$(nginx_common proxy)
   upstream backend {
     server 127.0.0.1:$up_port;
     keepalive 64;

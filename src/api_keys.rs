@@ -42,23 +42,15 @@ fn base32(bytes: &[u8]) -> String {
     out
 }
 
-fn checksum(prefix_and_body: &str) -> String {
+/// The checksum characters of `prefix_and_body`: base32 of the first 35 bits of its SHA-256,
+/// written on the stack (the check runs on every request that presents a key).
+fn checksum(prefix_and_body: &str) -> [u8; CHECK_CHARS] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, prefix_and_body.as_bytes());
-    let mut check = base32(&digest.as_ref()[..5]);
-    check.truncate(CHECK_CHARS);
-    check
-}
-
-/// Whether `check` is the checksum of `prefix_and_body`, compared in place: this runs on every
-/// request that presents a key, where [`checksum`]'s string would be an allocation.
-fn checksum_matches(prefix_and_body: &str, check: &str) -> bool {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, prefix_and_body.as_bytes());
-    // The digest's first 35 bits, five to a character, from the top of its first five bytes.
     let bits = digest.as_ref()[..5]
         .iter()
         .fold(0u64, |bits, byte| (bits << 8) | u64::from(*byte));
-    let expected = (0..CHECK_CHARS).map(|i| ALPHABET[((bits >> (40 - 5 * (i + 1))) & 31) as usize]);
-    check.len() == CHECK_CHARS && expected.eq(check.bytes())
+    // Five bits to a character, from the top of those 40.
+    std::array::from_fn(|i| ALPHABET[((bits >> (40 - 5 * (i + 1))) & 31) as usize])
 }
 
 /// Whether `b` is a character of [`ALPHABET`] (a range test, not a scan of it, per byte).
@@ -73,7 +65,7 @@ pub fn generate() -> Result<String, String> {
     let mut key = format!("{PREFIX}{}", base32(&body));
     key.truncate(PREFIX.len() + BODY_CHARS);
     let check = checksum(&key);
-    key.push_str(&check);
+    key.extend(check.map(char::from));
     Ok(key)
 }
 
@@ -84,7 +76,7 @@ pub fn well_formed(key: &str) -> bool {
         && key[PREFIX.len()..].bytes().all(in_alphabet)
         && {
             let (head, check) = key.split_at(PREFIX.len() + BODY_CHARS);
-            checksum_matches(head, check)
+            check.as_bytes() == checksum(head)
         }
 }
 
@@ -583,11 +575,15 @@ mod tests {
         for _ in 0..200 {
             let key = generate().unwrap();
             let (head, check) = key.split_at(PREFIX.len() + BODY_CHARS);
-            assert_eq!(checksum(head), check);
-            assert!(checksum_matches(head, check));
+            // The base32 of the digest's first five bytes, cut to the checksum's length.
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, head.as_bytes());
+            let written = base32(&digest.as_ref()[..5]);
+            assert_eq!(checksum(head), written.as_bytes()[..CHECK_CHARS]);
+            assert_eq!(check.as_bytes(), checksum(head));
+            assert!(well_formed(&key));
             let wrong = if check.starts_with('a') { "b" } else { "a" };
-            assert!(!checksum_matches(head, &format!("{wrong}{}", &check[1..])));
-            assert!(!checksum_matches(head, &check[1..]));
+            assert!(!well_formed(&format!("{head}{wrong}{}", &check[1..])));
+            assert!(!well_formed(&format!("{head}{}", &check[1..])));
         }
     }
 
